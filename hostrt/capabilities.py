@@ -34,8 +34,8 @@ KNOWN: frozenset[str] = UNSCOPED | SCOPED
 #: A concrete name (event, host method) as it appears in a request.
 NAME_PATTERN = r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*"
 #: A scope pattern: the same characters plus ``*``.
-_SCOPE_RE = re.compile(r"^[A-Za-z0-9_*-]+(?:\.[A-Za-z0-9_*-]+)*$")
-_NAME_RE = re.compile(rf"^{NAME_PATTERN}$")
+_SCOPE_RE = re.compile(r"[A-Za-z0-9_*-]+(?:\.[A-Za-z0-9_*-]+)*")
+_NAME_RE = re.compile(NAME_PATTERN)
 MAX_SCOPE_LENGTH = 128
 
 
@@ -72,7 +72,7 @@ def parse_capability(text: str) -> Capability:
         )
     if len(scope) > MAX_SCOPE_LENGTH:
         raise ValueError(f"scope of '{name}' is longer than {MAX_SCOPE_LENGTH} characters")
-    if not _SCOPE_RE.match(scope):
+    if not _SCOPE_RE.fullmatch(scope):
         raise ValueError(
             f"scope '{scope}' of '{name}' may use only letters, digits, '_', '-', "
             "'*' and single dots between parts"
@@ -82,12 +82,12 @@ def parse_capability(text: str) -> Capability:
 
 def is_valid_name(name: str) -> bool:
     """True for a concrete event/method name (no wildcards)."""
-    return isinstance(name, str) and len(name) <= MAX_SCOPE_LENGTH and bool(_NAME_RE.match(name))
+    return isinstance(name, str) and len(name) <= MAX_SCOPE_LENGTH and bool(_NAME_RE.fullmatch(name))
 
 
 @lru_cache(maxsize=4096)
 def _scope_regex(pattern: str) -> re.Pattern[str]:
-    return re.compile("^" + ".*".join(re.escape(part) for part in pattern.split("*")) + "$", re.S)
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.S)
 
 
 def scope_matches(pattern: str, value: str) -> bool:
@@ -97,7 +97,7 @@ def scope_matches(pattern: str, value: str) -> bool:
     value matched by pattern", because a literal character in ``pattern``
     can never match a ``*`` in ``value``; only a wildcard can absorb it.
     """
-    return bool(_scope_regex(pattern).match(value))
+    return bool(_scope_regex(pattern).fullmatch(value))
 
 
 def allows(granted: Capability, requested: Capability) -> bool:

@@ -53,6 +53,15 @@ class Runtime(ABC):
         if the top level fails; in both cases nothing is left running.
         """
 
+    @abstractmethod
+    def check(self, source: PluginSource) -> None:
+        """Compile the plugin without running any of its code.
+
+        Raises :class:`hostrt.errors.PluginCompileError` with file, line and
+        column for source the runtime (or its sandbox policy) refuses. Used by
+        ``hostrt check`` and by hot reload before touching a running version.
+        """
+
     async def close(self) -> None:
         """Release anything shared between this runtime's plugins."""
 

@@ -1,0 +1,116 @@
+"""A small host application embedding hostrt.
+
+Run with ``make demo``. It discovers the example plugins, grants what they
+request, activates them in dependency order, shows what each did, restarts
+to show that storage and grants persist, shows a revoked grant blocking a
+plugin, and shuts down cleanly. Exits non-zero if anything is not as
+expected, so the demo doubles as a smoke test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+from hostrt import Host, PluginState
+
+PLUGINS = Path(__file__).parent / "plugins"
+
+
+class PluginLogFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        plugin = getattr(record, "plugin_id", None)
+        fields = getattr(record, "plugin_fields", None)
+        head = f"  [{plugin}]" if plugin else f"  ({record.name})"
+        text = f"{head} {record.levelname.lower()}: {record.getMessage()}"
+        return text + (f"  {fields}" if fields else "")
+
+
+def setup_logging() -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(PluginLogFormatter())
+    plugins = logging.getLogger("hostrt.plugins")
+    plugins.setLevel(logging.INFO)
+    plugins.addHandler(handler)
+    plugins.propagate = False
+
+
+def show_states(host: Host) -> None:
+    for pid, record in host.plugins.items():
+        line = f"  {pid:<10} {record.version:<7} {record.state.value}"
+        if record.error is not None:
+            line += f"  ({record.error.code}: {record.error.message})"
+        print(line)
+    for name, record in host.invalid.items():
+        print(f"  {name:<10} invalid: {record.error}")
+
+
+async def run_once(db: Path, label: str) -> Host:
+    print(f"\n== {label}")
+    host = Host(PLUGINS, db)
+    await host.discover()
+    print("discovered:")
+    show_states(host)
+    for pid in host.plugins:
+        added = host.grants.grant_requested(pid, actor="demo")
+        if added:
+            print(f"granted {pid}: {', '.join(added)}")
+    print("activating in dependency order:")
+    await host.activate_all()
+    show_states(host)
+    return host
+
+
+async def main() -> int:
+    setup_logging()
+    failures: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="hostrt-demo-") as tmp:
+        db = Path(tmp) / "host.db"
+
+        host = await run_once(db, "first run")
+        failures += [pid for pid, r in host.plugins.items() if r.state is not PluginState.ACTIVE]
+        print("plugin storage after the first run:")
+        for pid in host.plugins:
+            keys = host.store.kv_keys(pid)
+            print(f"  {pid}: {len(keys)} keys, {host.store.kv_usage(pid)} bytes ({', '.join(keys[:6])})")
+        print("deactivating (dependents first):")
+        await host.close()
+
+        host = await run_once(db, "second run (restart: storage, settings and grants persist)")
+        if host.store.kv_get("hello-py", "activations") != "2":
+            failures.append("hello-py did not count two activations")
+
+        print("\n== the user revokes settings.write from notes-py while it is active")
+        host.grants.revoke("notes-py", "settings.write", actor="demo")
+        await host.deactivate("notes-py")
+        await host.activate("notes-py")
+        show_states(host)
+        if host.plugins["notes-py"].state is not PluginState.BLOCKED:
+            failures.append("notes-py was not blocked after the revoke")
+
+        print("\n== the user changes a setting and grants again")
+        host.set_setting("hello-py", "shout", True)
+        host.grants.grant("notes-py", "settings.write", actor="demo")
+        await host.deactivate("hello-py")
+        await host.activate("hello-py")
+        await host.activate("notes-py")
+        show_states(host)
+
+        print("\naudit log (newest first):")
+        for entry in host.store.audit_log(limit=8):
+            print(f"  {entry.plugin_id or '-':<10} {entry.action:<10} {entry.detail}")
+        print("\nshutting down:")
+        await host.close()
+
+    if failures:
+        print(f"\ndemo FAILED: {failures}", file=sys.stderr)
+        return 1
+    print("\ndemo finished: all plugins behaved as expected")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

@@ -1,0 +1,69 @@
+"""hostrt: run third-party plugins in-process, behind capability grants.
+
+The public API is re-exported here; everything else is internal.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .capabilities import Capability, parse_capability
+from .context import ActivationContext
+from .errors import (
+    BudgetExceededError,
+    CapabilityError,
+    DependencyError,
+    GrantError,
+    HostrtError,
+    LifecycleError,
+    ManifestError,
+    ManifestProblem,
+    PluginCompileError,
+    PluginError,
+    PluginNotFoundError,
+    QuotaExceededError,
+    ResourceLimitError,
+    SandboxViolationError,
+    SettingsError,
+    StorageError,
+    StoreError,
+)
+from .grants import GrantManager
+from .host import Host, HostPolicy
+from .lifecycle import PluginRecord, PluginState
+from .manifest import Manifest, load_manifest
+from .store import Store
+from .sync import SyncHost
+
+__all__ = [
+    "ActivationContext",
+    "BudgetExceededError",
+    "Capability",
+    "CapabilityError",
+    "DependencyError",
+    "GrantError",
+    "GrantManager",
+    "Host",
+    "HostPolicy",
+    "HostrtError",
+    "LifecycleError",
+    "Manifest",
+    "ManifestError",
+    "ManifestProblem",
+    "PluginCompileError",
+    "PluginError",
+    "PluginNotFoundError",
+    "PluginRecord",
+    "PluginState",
+    "QuotaExceededError",
+    "ResourceLimitError",
+    "SandboxViolationError",
+    "SettingsError",
+    "StorageError",
+    "Store",
+    "StoreError",
+    "SyncHost",
+    "__version__",
+    "load_manifest",
+    "parse_capability",
+]

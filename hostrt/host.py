@@ -1,0 +1,387 @@
+"""The host: discovery, lifecycle and dependency order.
+
+:class:`Host` is asyncio-native: every lifecycle method is a coroutine and
+plugin code never runs on the event loop's thread. :class:`SyncHost` wraps
+it for applications that are not async.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from .capabilities import Capability, parse_capability
+from .context import ActivationContext, ContextLimits, SettingsSchema, write_setting
+from .errors import (
+    CapabilityError,
+    DependencyError,
+    HostrtError,
+    LifecycleError,
+    ManifestError,
+    ManifestProblem,
+    PluginError,
+    PluginNotFoundError,
+)
+from .grants import GrantManager
+from .lifecycle import ACTIVATABLE, RUNNING, PluginRecord, PluginState
+from .loader import plugin_source
+from .manifest import Manifest, load_manifest
+from .ordering import activation_order, conflicts_between, requirement_problems
+from .runtimes.base import Runtime, RuntimeLimits
+from .store import Store
+
+log = logging.getLogger("hostrt.host")
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """Limits the host applies whatever a manifest asks for.
+
+    A manifest's ``limits`` are requests: the effective value is the request
+    (or the default) capped at the maximum.
+    """
+
+    default_timeout_ms: int = 1000
+    max_timeout_ms: int = 5000
+    default_memory_mb: int = 64
+    max_memory_mb: int = 256
+    storage_quota_bytes: int = 1024 * 1024
+    #: When True a plugin is activated only once every capability it requests
+    #: has been granted; otherwise it is ``blocked`` with the missing list.
+    #: When False it activates and each ungranted call is refused instead.
+    require_all_grants: bool = True
+
+    def limits_for(self, manifest: Manifest) -> RuntimeLimits:
+        asked = manifest.limits
+        timeout = asked.timeout_ms if asked.timeout_ms is not None else self.default_timeout_ms
+        memory = asked.memory_mb if asked.memory_mb is not None else self.default_memory_mb
+        return RuntimeLimits(
+            timeout_ms=min(timeout, self.max_timeout_ms),
+            memory_mb=min(memory, self.max_memory_mb),
+        )
+
+
+def default_runtimes() -> list[Runtime]:
+    """The runtimes a host gets when it names none."""
+    from .runtimes.python import PythonRuntime
+
+    return [PythonRuntime()]
+
+
+class Host:
+    """Discovers, validates, activates and deactivates the plugins in one folder.
+
+    ``db_path`` is the SQLite file holding grants, settings, plugin storage
+    and the audit log (``":memory:"`` for a throw-away host).
+    """
+
+    def __init__(
+        self,
+        plugins_dir: str | Path,
+        db_path: str | Path = ":memory:",
+        *,
+        policy: HostPolicy | None = None,
+        runtimes: Sequence[Runtime] | None = None,
+    ) -> None:
+        self.plugins_dir = Path(plugins_dir)
+        self.policy = policy or HostPolicy()
+        self.store = Store(db_path)
+        self._records: dict[str, PluginRecord] = {}
+        self._invalid: dict[str, PluginRecord] = {}
+        self._runtimes = {r.name: r for r in (runtimes if runtimes is not None else default_runtimes())}
+        self._requests_cache: dict[str, tuple[Capability, ...]] = {}
+        self.grants = GrantManager(self.store, self._requested_capabilities)
+        self._lock = asyncio.Lock()
+        self._closed = False
+
+    # -- read-only views ----------------------------------------------------
+
+    @property
+    def plugins(self) -> Mapping[str, PluginRecord]:
+        """Plugins with a valid manifest, by id."""
+        return MappingProxyType(self._records)
+
+    @property
+    def invalid(self) -> Mapping[str, PluginRecord]:
+        """Plugin folders whose manifest is invalid, by folder name (their id
+        cannot be trusted). ``record.error`` is the :class:`ManifestError`."""
+        return MappingProxyType(self._invalid)
+
+    def _record(self, plugin_id: str) -> PluginRecord:
+        try:
+            return self._records[plugin_id]
+        except KeyError:
+            raise PluginNotFoundError(f"no plugin with id '{plugin_id}' has been discovered") from None
+
+    def _requested_capabilities(self, plugin_id: str) -> tuple[Capability, ...] | None:
+        record = self._records.get(plugin_id)
+        if record is None or record.manifest is None:
+            return None
+        cached = self._requests_cache.get(plugin_id)
+        if cached is None:
+            cached = tuple(parse_capability(c) for c in record.manifest.capabilities)
+            self._requests_cache[plugin_id] = cached
+        return cached
+
+    # -- discovery ----------------------------------------------------------
+
+    async def discover(self) -> Mapping[str, PluginRecord]:
+        """Scan the plugins folder: every sub-folder with a ``plugin.json``
+        is validated. Active plugins keep running the version they loaded;
+        others pick up their current manifest. Returns :attr:`plugins`."""
+        async with self._lock:
+            self._discover()
+        return self.plugins
+
+    def _discover(self) -> None:
+        if not self.plugins_dir.is_dir():
+            raise HostrtError(f"plugins folder '{self.plugins_dir}' does not exist")
+        disabled = set(self.store.disabled_plugins())
+        found: dict[str, PluginRecord] = {}
+        invalid: dict[str, PluginRecord] = {}
+        claims: dict[str, list[tuple[Path, Manifest]]] = {}
+        for folder in sorted(p for p in self.plugins_dir.iterdir() if p.is_dir()):
+            if folder.name.startswith(".") or not (folder / "plugin.json").exists():
+                continue
+            try:
+                manifest = load_manifest(folder)
+            except ManifestError as exc:
+                invalid[folder.name] = PluginRecord(folder, None, exc)
+                continue
+            claims.setdefault(manifest.id, []).append((folder, manifest))
+        for pid, claimants in claims.items():
+            if len(claimants) > 1:
+                # Two folders with one id: trusting either would let a copy
+                # shadow the real plugin (and its grants), so neither runs.
+                for folder, _ in claimants:
+                    others = ", ".join(f"'{f.name}'" for f, _ in claimants if f != folder)
+                    problem = ManifestProblem("$.id", f"id '{pid}' is also used by folder {others}")
+                    invalid[folder.name] = PluginRecord(folder, None, ManifestError(str(folder / "plugin.json"), [problem]))
+                continue
+            folder, manifest = claimants[0]
+            record = PluginRecord(folder, manifest, None)
+            if pid in disabled:
+                record._state = PluginState.DISABLED
+            found[pid] = record
+        # A running plugin keeps the version it loaded, even if its folder
+        # changed or went away, until it is deactivated.
+        for pid, current in self._records.items():
+            if current.state in RUNNING:
+                found[pid] = current
+        self._records = found
+        self._invalid = invalid
+        self._requests_cache.clear()
+        for pid, record in found.items():
+            log.debug("discovered %s %s (%s)", pid, record.version, record.state)
+
+    # -- lifecycle ----------------------------------------------------------
+
+    async def activate(self, plugin_id: str) -> PluginRecord:
+        """Activate a plugin (and, first, the plugins it requires).
+
+        Problems with the plugin itself end in its state (``blocked`` or
+        ``failed`` with :attr:`PluginRecord.error`), not in an exception, so
+        one plugin never stops the others; unknown ids, invalid manifests and
+        disabled plugins raise.
+        """
+        async with self._lock:
+            await self._activate(plugin_id, chain=())
+        return self._record(plugin_id)
+
+    async def _activate(self, plugin_id: str, chain: tuple[str, ...]) -> None:
+        record = self._record(plugin_id)
+        if record.state is PluginState.ACTIVE:
+            return
+        if record.state is PluginState.DISABLED:
+            raise LifecycleError(f"plugin '{plugin_id}' is disabled; enable it first")
+        if record.state not in ACTIVATABLE:
+            raise LifecycleError(f"plugin '{plugin_id}' cannot be activated while {record.state}")
+        manifest = record.manifest
+        assert manifest is not None
+        available = {pid: r.manifest for pid, r in self._records.items() if r.manifest is not None}
+        problems = requirement_problems(manifest, available)
+        if problems:
+            return self._set(record, PluginState.BLOCKED, DependencyError(f"plugin '{plugin_id}' {'; '.join(problems)}"))
+        for req in manifest.relationships.requires:
+            if req.id in chain or req.id == plugin_id:
+                cycle = " -> ".join([*chain, plugin_id, req.id])
+                return self._set(record, PluginState.BLOCKED, DependencyError(
+                    f"plugin '{plugin_id}' is on a dependency cycle: {cycle}"))
+            dep = self._records[req.id]
+            if dep.state is not PluginState.ACTIVE and dep.state in ACTIVATABLE:
+                await self._activate(req.id, (*chain, plugin_id))
+            if dep.state is not PluginState.ACTIVE:
+                return self._set(record, PluginState.BLOCKED, DependencyError(
+                    f"plugin '{plugin_id}' requires '{req.id}', which is {dep.state}"))
+        for other in self._records.values():
+            if other.state is PluginState.ACTIVE and other.manifest is not None and conflicts_between(manifest, other.manifest):
+                return self._set(record, PluginState.BLOCKED, DependencyError(
+                    f"plugin '{plugin_id}' conflicts with active plugin '{other.id}'"))
+        if self.policy.require_all_grants:
+            missing = self.grants.missing(plugin_id)
+            if missing:
+                return self._set(record, PluginState.BLOCKED, CapabilityError(
+                    plugin_id, ", ".join(missing), "requested but not granted"))
+        await self._start(record, manifest)
+
+    async def _start(self, record: PluginRecord, manifest: Manifest) -> None:
+        self._set(record, PluginState.LOADING, None)
+        runtime = self._runtimes.get(manifest.runtime_name)
+        if runtime is None:
+            return self._set(record, PluginState.FAILED, PluginError(
+                record.id, f"this host has no '{manifest.runtime_name}' runtime"))
+        try:
+            source = plugin_source(record.folder, manifest, self.policy.limits_for(manifest))
+            loaded = await runtime.load(source)
+        except HostrtError as exc:
+            return self._set(record, PluginState.FAILED, exc)
+        context = ActivationContext(
+            plugin_id=manifest.id,
+            plugin_version=manifest.version,
+            store=self.store,
+            grants=self.grants,
+            settings_schema=manifest.settings,
+            limits=ContextLimits(storage_quota_bytes=self.policy.storage_quota_bytes),
+        )
+        try:
+            await loaded.activate(context)
+        except HostrtError as exc:
+            context.close()
+            await loaded.close()
+            return self._set(record, PluginState.FAILED, exc)
+        record._loaded, record._context = loaded, context
+        self._set(record, PluginState.ACTIVE, None)
+
+    def _set(self, record: PluginRecord, state: PluginState, error: HostrtError | None) -> None:
+        record._state = state
+        if error is not None or state in (PluginState.ACTIVE, PluginState.LOADING):
+            record._error = error
+        if state is not PluginState.LOADING:
+            detail: dict[str, Any] = {"state": state.value, "version": record.version}
+            if error is not None:
+                detail["error"] = error.to_dict()
+            self.store.audit(record.id, "lifecycle", detail)
+        if error is not None:
+            log.warning("plugin %s is %s: %s", record.id, state.value, error)
+        else:
+            log.info("plugin %s is %s", record.id, state.value)
+
+    async def deactivate(self, plugin_id: str) -> PluginRecord:
+        """Deactivate a plugin, after the active plugins that require it.
+
+        The plugin's ``deactivate`` runs, then everything in its
+        subscriptions is disposed and its context closed. An error in plugin
+        code is kept on the record; the plugin ends ``inactive`` either way.
+        """
+        async with self._lock:
+            await self._deactivate(plugin_id)
+        return self._record(plugin_id)
+
+    async def _deactivate(self, plugin_id: str) -> None:
+        record = self._record(plugin_id)
+        if record.state is not PluginState.ACTIVE:
+            return
+        for other in list(self._records.values()):
+            if other.state is PluginState.ACTIVE and other.manifest is not None and any(
+                r.id == plugin_id for r in other.manifest.relationships.requires
+            ):
+                await self._deactivate(other.id)
+        self._set(record, PluginState.DEACTIVATING, None)
+        loaded, context = record._loaded, record._context
+        record._loaded = record._context = None
+        error: HostrtError | None = None
+        try:
+            if loaded is not None:
+                await loaded.deactivate()
+        except HostrtError as exc:
+            error = exc
+        finally:
+            if context is not None:
+                context.close()
+            if loaded is not None:
+                await loaded.close()
+        self._set(record, PluginState.INACTIVE, error)
+
+    async def activate_all(self) -> dict[str, PluginState]:
+        """Activate every valid, enabled plugin in dependency order and
+        return each plugin's resulting state. Cycles and missing
+        dependencies block the plugins involved, by name; the rest go on."""
+        async with self._lock:
+            candidates = {
+                pid: r.manifest
+                for pid, r in self._records.items()
+                if r.manifest is not None and r.state is not PluginState.DISABLED
+            }
+            result = activation_order(candidates)
+            for pid, error in result.blocked.items():
+                if self._records[pid].state is not PluginState.ACTIVE:
+                    self._set(self._records[pid], PluginState.BLOCKED, error)
+            for pid in result.order:
+                if self._records[pid].state in ACTIVATABLE:
+                    await self._activate(pid, chain=())
+            return {pid: r.state for pid, r in self._records.items()}
+
+    async def deactivate_all(self) -> None:
+        """Deactivate every active plugin, dependents first."""
+        async with self._lock:
+            active = {pid: r.manifest for pid, r in self._records.items() if r.state is PluginState.ACTIVE and r.manifest}
+            order = activation_order(active).order
+            leftovers = [pid for pid in active if pid not in order]
+            for pid in [*reversed(order), *leftovers]:
+                await self._deactivate(pid)
+
+    async def disable(self, plugin_id: str) -> PluginRecord:
+        """Deactivate and disable a plugin; remembered across restarts."""
+        async with self._lock:
+            await self._deactivate(plugin_id)
+            record = self._record(plugin_id)
+            self.store.set_disabled(plugin_id, True)
+            self._set(record, PluginState.DISABLED, None)
+        return record
+
+    async def enable(self, plugin_id: str) -> PluginRecord:
+        """Clear the disabled flag; the plugin can then be activated."""
+        async with self._lock:
+            record = self._record(plugin_id)
+            self.store.set_disabled(plugin_id, False)
+            if record.state is PluginState.DISABLED:
+                self._set(record, PluginState.INACTIVE, None)
+        return record
+
+    # -- settings (host side: no capability needed) ---------------------------
+
+    def get_settings(self, plugin_id: str) -> dict[str, Any]:
+        """A plugin's settings: schema defaults merged with stored values."""
+        manifest = self._record(plugin_id).manifest
+        assert manifest is not None
+        return SettingsSchema(manifest.settings).merged(self.store.settings_get_all(plugin_id))
+
+    def set_setting(self, plugin_id: str, key: str, value: Any) -> None:
+        """Change a plugin setting on the user's behalf, validated against
+        the plugin's settings schema."""
+        manifest = self._record(plugin_id).manifest
+        assert manifest is not None
+        write_setting(self.store, plugin_id, SettingsSchema(manifest.settings), key, value)
+
+    # -- shutdown -----------------------------------------------------------
+
+    async def close(self) -> None:
+        """Deactivate everything, release the runtimes and close the store."""
+        if self._closed:
+            return
+        await self.deactivate_all()
+        for runtime in self._runtimes.values():
+            await runtime.close()
+        self.store.close()
+        self._closed = True
+
+    async def __aenter__(self) -> "Host":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

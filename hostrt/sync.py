@@ -1,0 +1,113 @@
+"""A blocking facade over :class:`~hostrt.host.Host` for non-async hosts.
+
+The async host runs on a private event loop in a background thread, so
+runtimes that need a running loop (the JavaScript one does) always have one,
+and the calling thread simply waits for each result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .grants import GrantManager
+from .host import Host, HostPolicy
+from .lifecycle import PluginRecord, PluginState
+from .runtimes.base import Runtime
+
+T = TypeVar("T")
+
+
+class SyncHost:
+    """The same API as :class:`Host`, with blocking methods.
+
+    Use it as a context manager, or call :meth:`close`: the background loop
+    thread ends only then.
+    """
+
+    def __init__(
+        self,
+        plugins_dir: str | Path,
+        db_path: str | Path = ":memory:",
+        *,
+        policy: HostPolicy | None = None,
+        runtimes: list[Runtime] | None = None,
+    ) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="hostrt-loop", daemon=True)
+        self._thread.start()
+
+        async def build() -> Host:
+            return Host(plugins_dir, db_path, policy=policy, runtimes=runtimes)
+
+        self._host = self._run(build())
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        if not self._thread.is_alive():
+            coro.close()
+            raise RuntimeError("this SyncHost is closed")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    @property
+    def host(self) -> Host:
+        """The underlying async host (use only from its loop)."""
+        return self._host
+
+    @property
+    def plugins(self) -> Mapping[str, PluginRecord]:
+        return self._host.plugins
+
+    @property
+    def invalid(self) -> Mapping[str, PluginRecord]:
+        return self._host.invalid
+
+    @property
+    def grants(self) -> GrantManager:
+        return self._host.grants
+
+    def discover(self) -> Mapping[str, PluginRecord]:
+        return self._run(self._host.discover())
+
+    def activate(self, plugin_id: str) -> PluginRecord:
+        return self._run(self._host.activate(plugin_id))
+
+    def deactivate(self, plugin_id: str) -> PluginRecord:
+        return self._run(self._host.deactivate(plugin_id))
+
+    def activate_all(self) -> dict[str, PluginState]:
+        return self._run(self._host.activate_all())
+
+    def deactivate_all(self) -> None:
+        self._run(self._host.deactivate_all())
+
+    def disable(self, plugin_id: str) -> PluginRecord:
+        return self._run(self._host.disable(plugin_id))
+
+    def enable(self, plugin_id: str) -> PluginRecord:
+        return self._run(self._host.enable(plugin_id))
+
+    def get_settings(self, plugin_id: str) -> dict[str, Any]:
+        return self._host.get_settings(plugin_id)
+
+    def set_setting(self, plugin_id: str, key: str, value: Any) -> None:
+        self._host.set_setting(plugin_id, key, value)
+
+    def close(self) -> None:
+        """Close the host and stop the background loop. Idempotent."""
+        if not self._thread.is_alive():
+            return
+        try:
+            self._run(self._host.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join()
+            self._loop.close()
+
+    def __enter__(self) -> "SyncHost":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,49 @@
+"""Shared fixtures: real stores, real plugin folders written into tmp_path."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hostrt.store import Store
+
+
+@pytest.fixture
+def store():
+    s = Store(":memory:")
+    yield s
+    s.close()
+
+
+def manifest_dict(plugin_id: str, **overrides: Any) -> dict[str, Any]:
+    """A valid manifest for a Python plugin, with overrides."""
+    data: dict[str, Any] = {
+        "schemaVersion": 1,
+        "id": plugin_id,
+        "name": plugin_id.title(),
+        "version": "1.0.0",
+        "runtime": "python",
+        "capabilities": [],
+    }
+    data.update(overrides)
+    return data
+
+
+def write_plugin(root: Path, plugin_id: str, source: str, *, folder: str | None = None, **manifest: Any) -> Path:
+    """Write ``<root>/<folder>/plugin.json`` and ``plugin.py``."""
+    path = root / (folder or plugin_id)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "plugin.json").write_text(json.dumps(manifest_dict(plugin_id, **manifest)))
+    (path / "plugin.py").write_text(textwrap.dedent(source))
+    return path
+
+
+@pytest.fixture
+def plugins_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "plugins"
+    d.mkdir()
+    return d

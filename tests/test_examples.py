@@ -1,0 +1,28 @@
+"""The examples are part of the product: they must run as documented."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hostrt.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_PLUGINS = sorted(p for p in (ROOT / "examples" / "plugins").iterdir() if (p / "plugin.json").exists())
+
+
+@pytest.mark.parametrize("folder", EXAMPLE_PLUGINS, ids=lambda p: p.name)
+def test_example_plugin_passes_check(folder, capsys):
+    assert main(["check", str(folder)]) == 0, capsys.readouterr().err
+
+
+def test_demo_host_app_runs_to_completion():
+    out = subprocess.run([sys.executable, str(ROOT / "examples" / "host_app.py")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "demo finished" in out.stdout
+    assert "[hello-py] info: hello, world!" in out.stdout
+    assert "[hello-py] info: HELLO, WORLD!" in out.stdout
+    assert "goodbye, world" in out.stdout
+    assert "Traceback" not in out.stdout + out.stderr

@@ -1,0 +1,94 @@
+import pytest
+
+from hostrt.capabilities import parse_capability
+from hostrt.errors import CapabilityError, GrantError, PluginNotFoundError
+from hostrt.grants import GrantManager
+
+
+@pytest.fixture
+def requests():
+    return {
+        "a": ["storage", "events.publish:greeting.*", "host.call:getSystems"],
+        "b": ["storage"],
+    }
+
+
+@pytest.fixture
+def grants(store, requests):
+    def lookup(pid):
+        if pid not in requests:
+            return None
+        return tuple(parse_capability(c) for c in requests[pid])
+
+    return GrantManager(store, lookup)
+
+
+def test_grant_list_revoke_round_trip(grants, store):
+    assert grants.grant("a", "storage") is True
+    assert grants.grant("a", "storage") is False
+    assert grants.grant("a", "events.publish:greeting.sent") is True
+    assert grants.list("a") == ["events.publish:greeting.sent", "storage"]
+    assert grants.list("b") == []
+    assert grants.revoke("a", "storage") is True
+    assert grants.revoke("a", "storage") is False
+    assert grants.list("a") == ["events.publish:greeting.sent"]
+    actions = [(e.action, e.detail["capability"]) for e in store.audit_log(plugin_id="a")]
+    assert actions == [
+        ("revoke", "storage"),
+        ("grant", "events.publish:greeting.sent"),
+        ("grant", "storage"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "capability",
+    ["settings.write", "events.publish:*", "events.publish:greet*", "host.call:getSecrets", "events.subscribe:greeting.sent"],
+)
+def test_grant_beyond_request_is_refused_and_not_stored(grants, capability):
+    with pytest.raises(GrantError) as info:
+        grants.grant("a", capability)
+    assert info.value.code == "E_GRANT"
+    assert capability in info.value.message and "'a'" in info.value.message
+    assert grants.list("a") == []
+
+
+def test_malformed_capability_is_a_grant_error(grants):
+    with pytest.raises(GrantError, match="unknown capability"):
+        grants.grant("a", "root")
+
+
+def test_unknown_plugin(grants):
+    with pytest.raises(PluginNotFoundError):
+        grants.grant("nobody", "storage")
+
+
+def test_check_allows_only_effective_grants_and_audits_denials(grants, store):
+    grants.grant("a", "events.publish:greeting.*")
+    grants.check("a", parse_capability("events.publish:greeting.sent"))
+    with pytest.raises(CapabilityError) as info:
+        grants.check("a", parse_capability("storage"))
+    assert info.value.code == "E_CAPABILITY"
+    assert info.value.plugin_id == "a" and info.value.capability == "storage"
+    denied = store.audit_log(plugin_id="a", action="denied")
+    assert [e.detail["capability"] for e in denied] == ["storage"]
+
+
+def test_new_version_requesting_more_does_not_inherit(grants, requests):
+    grants.grant("b", "storage")
+    requests["b"] = ["storage", "settings.write"]  # version 2 asks for more
+    assert grants.missing("b") == ["settings.write"]
+    assert not grants.is_allowed("b", parse_capability("settings.write"))
+
+
+def test_grant_outside_current_requests_is_ignored(grants, requests, store):
+    grants.grant("a", "host.call:getSystems")
+    requests["a"] = ["storage"]  # a new version no longer asks for host.call
+    assert not grants.is_allowed("a", parse_capability("host.call:getSystems"))
+    # the stored row stays (the host may roll back) but is not honoured
+    assert store.has_grant("a", "host.call:getSystems")
+
+
+def test_grant_requested_grants_exactly_the_manifest(grants, requests):
+    assert sorted(grants.grant_requested("a")) == sorted(requests["a"])
+    assert grants.missing("a") == []
+    assert grants.grant_requested("a") == []
