@@ -23,7 +23,7 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 
 schema: $(STAMP)
-	$(BIN)/python -m hostrt.manifest > docs/plugin.schema.json
+	$(BIN)/hostrt schema > docs/plugin.schema.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -15,7 +15,7 @@ from . import __version__
 from .errors import HostrtError, PluginError
 from .host import Host, HostPolicy, default_runtimes
 from .loader import plugin_source
-from .manifest import load_manifest
+from .manifest import load_manifest, manifest_json_schema_text
 
 DEFAULT_DB = "hostrt.db"
 
@@ -154,6 +154,12 @@ def cmd_grants(args: argparse.Namespace) -> int:
     return asyncio.run(_with_host(args, action))
 
 
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of plugin.json."""
+    sys.stdout.write(manifest_json_schema_text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hostrt", description=__doc__)
     parser.add_argument("--version", action="version", version=f"hostrt {__version__}")
@@ -166,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help=cmd_check.__doc__, description=cmd_check.__doc__)
     p.add_argument("plugin_dir")
     p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("schema", help=cmd_schema.__doc__, description=cmd_schema.__doc__)
+    p.set_defaults(func=cmd_schema)
 
     p = sub.add_parser("list", help=cmd_list.__doc__, description=cmd_list.__doc__)
     p.add_argument("plugins_dir")

@@ -9,7 +9,7 @@ equivalents (``maxPayloadBytes`` is ``max_payload_bytes``).
 JSON path such as ``$.events[0].schema.type``, so an author can fix a
 manifest in one round instead of one error at a time.
 
-``python -m hostrt.manifest`` prints the manifest's JSON Schema (the source of
+``hostrt schema`` prints the manifest's JSON Schema (the source of
 ``docs/plugin.schema.json``).
 """
 
@@ -21,7 +21,6 @@ import json
 import os
 import re
 import stat
-import sys
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
@@ -440,6 +439,10 @@ class Engines(_Strict):
 class Manifest(_Strict):
     """A plugin manifest (plugin.json)."""
 
+    # Editors use "$schema" to find the schema; it carries no meaning here.
+    schema_ref: str | None = Field(
+        None, alias="$schema", max_length=500, description="Optional URL of this schema, for editors."
+    )
     schema_version: Annotated[int, _exactly(1)] = Field(
         json_schema_extra={"const": 1}, description="The manifest format; always 1."
     )
@@ -896,5 +899,6 @@ def manifest_json_schema() -> dict[str, Any]:
     }
 
 
-if __name__ == "__main__":
-    sys.stdout.write(json.dumps(manifest_json_schema(), indent=2, sort_keys=True) + "\n")
+def manifest_json_schema_text() -> str:
+    """The schema as committed in ``docs/plugin.schema.json``."""
+    return json.dumps(manifest_json_schema(), indent=2, sort_keys=True) + "\n"

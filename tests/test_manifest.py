@@ -549,11 +549,18 @@ def test_schema_is_current() -> None:
     assert actual == expected, "docs/plugin.schema.json is out of date: run `make schema`"
 
 
-def test_schema_module_prints_the_schema() -> None:
+def test_schema_command_prints_the_committed_schema() -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "hostrt.manifest"], capture_output=True, text=True, check=True, cwd=ROOT
+        [str(Path(sys.executable).with_name("hostrt")), "schema"], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout
     assert out == json.dumps(manifest_json_schema(), indent=2, sort_keys=True) + "\n"
+    assert out == SCHEMA_FILE.read_text(encoding="utf-8")
+
+
+def test_dollar_schema_key_is_allowed_for_editors(tmp_path: Path) -> None:
+    data = {"$schema": "../docs/plugin.schema.json", "schemaVersion": 1, "id": "abc", "name": "A",
+            "version": "1.0.0", "runtime": "python"}
+    assert validate_manifest(data, "abc/plugin.json").id == "abc"
 
 
 def test_schema_is_valid_and_accepts_the_example() -> None:
