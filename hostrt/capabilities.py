@@ -56,7 +56,8 @@ def parse_capability(text: str) -> Capability:
     Raises :class:`ValueError` with a message that says what is wrong; the
     manifest and grant layers wrap it in their own error types.
     """
-    if not isinstance(text, str):
+    # Exact str only: a subclass could lie through partition() or __eq__.
+    if type(text) is not str:
         raise ValueError(f"capability must be a string, not {type(text).__name__}")
     name, sep, scope = text.partition(":")
     if name not in KNOWN:
@@ -82,12 +83,12 @@ def parse_capability(text: str) -> Capability:
 
 def is_valid_name(name: str) -> bool:
     """True for a concrete event/method name (no wildcards)."""
-    return isinstance(name, str) and len(name) <= MAX_SCOPE_LENGTH and bool(_NAME_RE.fullmatch(name))
+    return type(name) is str and len(name) <= MAX_SCOPE_LENGTH and bool(_NAME_RE.fullmatch(name))
 
 
 @lru_cache(maxsize=4096)
 def _scope_regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.S)
+    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
 
 
 def scope_matches(pattern: str, value: str) -> bool:
@@ -100,9 +101,20 @@ def scope_matches(pattern: str, value: str) -> bool:
     return bool(_scope_regex(pattern).fullmatch(value))
 
 
+def _well_formed(cap: Capability) -> bool:
+    if cap.scope is None:
+        return cap.name in UNSCOPED
+    return cap.name in SCOPED and len(cap.scope) <= MAX_SCOPE_LENGTH and bool(_SCOPE_RE.fullmatch(cap.scope))
+
+
 def allows(granted: Capability, requested: Capability) -> bool:
-    """Does holding ``granted`` permit the concrete or pattern ``requested``?"""
-    if granted.name != requested.name:
+    """Does holding ``granted`` permit the concrete or pattern ``requested``?
+
+    Both sides are checked for syntax here, not only by callers: a request
+    built from an unchecked name (with a newline, NUL or a non-ASCII digit)
+    is never allowed, whatever the grant.
+    """
+    if granted.name != requested.name or not (_well_formed(granted) and _well_formed(requested)):
         return False
     if granted.scope is None or requested.scope is None:
         return granted.scope is None and requested.scope is None

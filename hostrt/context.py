@@ -6,30 +6,32 @@ the authority: it knows which plugin it serves from the host (never from
 anything the plugin sends), checks the stored grant on every call, validates
 every value as plain JSON and hands back fresh copies, so nothing a plugin
 holds is shared with the host or another plugin.
+
+Never hand the context object itself to plugin code: its host-side methods
+(:meth:`close`, :meth:`dispose_all`) are for the runtime.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import jsonschema
-
 from . import jsonvalue
 from .capabilities import Capability
-from .errors import HostrtError, LifecycleError, SettingsError, StorageError
+from .errors import HostrtError, LifecycleError, StorageError
 from .grants import GrantManager
+from .keys import KEY_RE, describe_key
+from .settings import SettingsSchema, check_setting_name, read_settings, write_setting
 from .store import Store
 
-# fullmatch, not match: "$" would accept a trailing newline.
-STORAGE_KEY_RE = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 #: The longest log message kept; the rest is cut so one plugin cannot flood
 #: the host's log handlers with a single call.
 MAX_LOG_MESSAGE = 8192
+#: The largest structured ``fields`` object on one log call, as compact JSON.
+MAX_LOG_FIELDS_BYTES = 8192
 LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -43,8 +45,24 @@ SETTINGS_WRITE = Capability("settings.write")
 
 
 def plugin_logger(plugin_id: str) -> logging.Logger:
-    """The standard-library logger a plugin's output goes to."""
-    return logging.getLogger(f"hostrt.plugins.{plugin_id}")
+    """The standard-library logger a plugin's output goes to:
+    ``hostrt.plugins.<id>`` with dots in the id written as ``_``.
+
+    Plugin ids may contain dots but never ``_``, so the mapping is one to
+    one, and no plugin's logger is a child of another's (``victim.evil``
+    would otherwise log through every handler attached to ``victim``).
+    """
+    return logging.getLogger("hostrt.plugins." + plugin_id.replace(".", "_"))
+
+
+def printable(text: str) -> str:
+    """``text`` with every unprintable character escaped (``\\n``, ``\\x1b``,
+    ``\\u202e``...), so a plugin cannot forge log lines, move the cursor of
+    a terminal or reverse the text a reader sees."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in text)
 
 
 @dataclass(frozen=True)
@@ -55,43 +73,15 @@ class ContextLimits:
     max_storage_keys_listed: int = 10000
 
 
-class SettingsSchema:
-    """A plugin's settings schema with its defaults, compiled once."""
-
-    def __init__(self, schema: dict[str, Any] | None) -> None:
-        self.schema = schema or {"type": "object"}
-        self._validator = jsonschema.Draft202012Validator(self.schema)
-        properties = self.schema.get("properties") or {}
-        self.defaults = {
-            key: jsonvalue.copy(spec["default"])
-            for key, spec in properties.items()
-            if isinstance(spec, dict) and "default" in spec
-        }
-        self._known = set(properties)
-        self._open = self.schema.get("additionalProperties", True) is not False
-
-    def knows(self, key: str) -> bool:
-        return key in self._known or self._open
-
-    def merged(self, stored: dict[str, Any]) -> dict[str, Any]:
-        return {**jsonvalue.copy(self.defaults), **stored}
-
-    def first_error(self, document: dict[str, Any]) -> str | None:
-        error = jsonschema.exceptions.best_match(self._validator.iter_errors(document))
-        if error is None:
-            return None
-        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        return f"${path}: {error.message}"
-
-
 class ActivationContext:
     """The gate for one active plugin version.
 
     Every method is synchronous, checks the plugin's stored grants at the
     moment of the call, and raises :class:`~hostrt.errors.HostrtError`
-    subclasses whose messages carry no host paths. After :meth:`close` every
-    call fails with :class:`~hostrt.errors.LifecycleError`, so a plugin that
-    kept a reference to its context cannot act once deactivated.
+    subclasses whose messages carry no host paths and never run plugin code.
+    After :meth:`close` every call fails with
+    :class:`~hostrt.errors.LifecycleError`, so a plugin that kept a reference
+    to its context cannot act once deactivated.
     """
 
     def __init__(
@@ -130,7 +120,7 @@ class ActivationContext:
         return self._closed
 
     def plugin_info(self) -> dict[str, str]:
-        """``ctx.plugin``: ``{"id": ..., "version": ...}``."""
+        """``ctx.plugin``: ``{"id": ..., "version": ...}`` (a fresh dict)."""
         return {"id": self._id, "version": self._version}
 
     def _enter(self, needed: Capability | None) -> None:
@@ -142,28 +132,34 @@ class ActivationContext:
     # -- logging (always allowed) -------------------------------------------
 
     def log(self, level: str, message: str, fields: dict[str, Any] | None = None) -> None:
-        """Write to logger ``hostrt.plugins.<id>``. Logging needs no grant."""
+        """Write to the plugin's logger (see :func:`plugin_logger`).
+
+        Logging needs no grant. Unprintable characters are escaped, the
+        message is cut at :data:`MAX_LOG_MESSAGE` characters, and ``fields``
+        (a JSON object of at most :data:`MAX_LOG_FIELDS_BYTES`) reaches
+        handlers as ``record.plugin_fields``.
+        """
         self._enter(None)
-        if level not in LOG_LEVELS:
-            raise HostrtError(f"unknown log level '{level}' (use debug, info, warn or error)")
+        if type(level) is not str or level not in LOG_LEVELS:
+            raise HostrtError("log level must be one of 'debug', 'info', 'warn', 'error'")
         if type(message) is not str:
-            raise HostrtError("log message must be a string")
+            raise HostrtError(f"log message must be a string, not {type(message).__name__}")
         if len(message) > MAX_LOG_MESSAGE:
             message = message[:MAX_LOG_MESSAGE] + f"... [{len(message) - MAX_LOG_MESSAGE} characters cut]"
         extra: dict[str, Any] = {"plugin_id": self._id}
         if fields is not None:
-            try:
-                extra["plugin_fields"] = jsonvalue.copy(fields, path="fields")
-            except jsonvalue.JSONValueError as exc:
-                raise HostrtError(f"log fields are not JSON: {exc}") from None
-        self._logger.log(LOG_LEVELS[level], "%s", message, extra=extra)
+            if type(fields) is not dict:
+                raise HostrtError(f"log fields must be an object, not {type(fields).__name__}")
+            text = _encode(fields, "log fields", HostrtError, MAX_LOG_FIELDS_BYTES, path="fields")
+            extra["plugin_fields"] = jsonvalue.decode(text)
+        self._logger.log(LOG_LEVELS[level], "%s", printable(message), extra=extra)
 
     # -- storage ------------------------------------------------------------
 
     def _check_key(self, key: Any) -> str:
-        if type(key) is not str or not STORAGE_KEY_RE.fullmatch(key):
+        if type(key) is not str or not KEY_RE.fullmatch(key):
             raise StorageError(
-                f"invalid storage key {key!r:.120}: keys are 1-100 characters of "
+                f"invalid storage key {describe_key(key)}: keys are 1-100 characters of "
                 "letters, digits, '_', '.' and '-'"
             )
         return key
@@ -172,14 +168,16 @@ class ActivationContext:
         self._enter(STORAGE)
         text = self._store.kv_get(self._id, self._check_key(key))
         if text is None:
-            return self._json_copy(default, "default", StorageError)
+            limit = self._limits.storage_quota_bytes
+            return jsonvalue.decode(_encode(default, "default value", StorageError, limit))
         return jsonvalue.decode(text)
 
     def storage_set(self, key: str, value: Any) -> None:
         self._enter(STORAGE)
         key = self._check_key(key)
-        text = self._json_text(value, f"storage value for '{key}'", StorageError)
-        self._store.kv_set(self._id, key, text, quota_bytes=self._limits.storage_quota_bytes)
+        quota = self._limits.storage_quota_bytes
+        text = _encode(value, f"storage value for '{key}'", StorageError, quota)
+        self._store.kv_set(self._id, key, text, quota_bytes=quota)
 
     def storage_delete(self, key: str) -> bool:
         self._enter(STORAGE)
@@ -187,8 +185,8 @@ class ActivationContext:
 
     def storage_keys(self, prefix: str = "") -> list[str]:
         self._enter(STORAGE)
-        if type(prefix) is not str or (prefix and not STORAGE_KEY_RE.fullmatch(prefix)):
-            raise StorageError(f"invalid storage key prefix {prefix!r:.120}")
+        if type(prefix) is not str or (prefix and not KEY_RE.fullmatch(prefix)):
+            raise StorageError(f"invalid storage key prefix {describe_key(prefix)}")
         return self._store.kv_keys(self._id, prefix, limit=self._limits.max_storage_keys_listed)
 
     # -- settings -----------------------------------------------------------
@@ -196,21 +194,17 @@ class ActivationContext:
     def settings_get(self, key: str) -> Any:
         self._enter(SETTINGS_READ)
         key = check_setting_name(self._id, self._settings, key)
-        return self.settings_all_unchecked().get(key)
+        return read_settings(self._store, self._id, self._settings).get(key)
 
     def settings_all(self) -> dict[str, Any]:
         self._enter(SETTINGS_READ)
-        return self.settings_all_unchecked()
-
-    def settings_all_unchecked(self) -> dict[str, Any]:
-        """Defaults merged with stored values, no grant check (host side)."""
-        return self._settings.merged(self._store.settings_get_all(self._id))
+        return read_settings(self._store, self._id, self._settings)
 
     def settings_set(self, key: str, value: Any) -> None:
         self._enter(SETTINGS_WRITE)
         write_setting(self._store, self._id, self._settings, key, value)
 
-    # -- subscriptions ------------------------------------------------------
+    # -- subscriptions (host side) --------------------------------------------
 
     def add_disposer(self, dispose: Callable[[], None]) -> None:
         """Register host-side clean-up (an event handler, a command) that
@@ -233,46 +227,17 @@ class ActivationContext:
 
     def close(self) -> None:
         """Dispose everything and refuse every later call."""
-        self.dispose_all()
         self._closed = True
-
-    # -- helpers ------------------------------------------------------------
-
-    @staticmethod
-    def _json_text(value: Any, what: str, error: type[HostrtError]) -> str:
-        try:
-            return jsonvalue.encode(value)
-        except jsonvalue.JSONValueError as exc:
-            raise error(f"{what} is not JSON: {exc}") from None
-
-    @classmethod
-    def _json_copy(cls, value: Any, what: str, error: type[HostrtError]) -> Any:
-        return jsonvalue.decode(cls._json_text(value, what, error))
+        self.dispose_all()
 
 
-def check_setting_name(plugin_id: str, schema: SettingsSchema, key: Any) -> str:
-    """A setting name must be well formed and declared (unless the schema
-    allows additional properties)."""
-    if type(key) is not str or not STORAGE_KEY_RE.fullmatch(key):
-        raise SettingsError(f"invalid setting name {key!r:.120}")
-    if not schema.knows(key):
-        raise SettingsError(f"plugin '{plugin_id}' declares no setting '{key}'")
-    return key
-
-
-def write_setting(store: Store, plugin_id: str, schema: SettingsSchema, key: str, value: Any) -> None:
-    """Validate one setting against the whole settings schema and store it.
-
-    Shared by plugin writes (behind ``settings.write``) and host writes.
-    """
-    check_setting_name(plugin_id, schema, key)
+def _encode(value: Any, what: str, error: type[HostrtError], max_bytes: int, *, path: str = "$") -> str:
+    """Plain-JSON text of ``value``, refused with ``error`` if it is not
+    JSON or larger than ``max_bytes``."""
     try:
-        text = jsonvalue.encode(value, path=f"$.{key}")
+        text = jsonvalue.encode(value, path=path)
     except jsonvalue.JSONValueError as exc:
-        raise SettingsError(f"setting '{key}' of plugin '{plugin_id}' is not JSON: {exc}") from None
-    candidate = schema.merged(store.settings_get_all(plugin_id))
-    candidate[key] = jsonvalue.decode(text)
-    problem = schema.first_error(candidate)
-    if problem is not None:
-        raise SettingsError(f"invalid value for setting '{key}' of plugin '{plugin_id}': {problem}")
-    store.settings_set(plugin_id, key, candidate[key])
+        raise error(f"{what} is not JSON: {exc}") from None
+    if jsonvalue.size_bytes(text) > max_bytes:
+        raise error(f"{what} is larger than {max_bytes} bytes")
+    return text

@@ -14,6 +14,8 @@ process sharing the database bites on the plugin's next call.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Sequence
 
 from .capabilities import Capability, allows, covered_by_any, parse_capability
@@ -24,6 +26,12 @@ from .store import Store
 #: None if no such plugin is known.
 RequestsLookup = Callable[[str], Sequence[Capability] | None]
 
+#: Repeated denials of one capability to one plugin are written to the audit
+#: log at most once per this many seconds (with a count of those left out),
+#: so a plugin looping on a refused call cannot grow the database without end.
+DENIAL_AUDIT_INTERVAL_S = 10.0
+_MAX_TRACKED_DENIALS = 10000
+
 
 class GrantManager:
     """``host.grants``: grant, revoke, list and check capabilities."""
@@ -31,6 +39,8 @@ class GrantManager:
     def __init__(self, store: Store, requests: RequestsLookup) -> None:
         self._store = store
         self._requests = requests
+        self._denials: dict[tuple[str, str], tuple[float, int]] = {}
+        self._denials_lock = threading.Lock()
 
     def _requested(self, plugin_id: str) -> Sequence[Capability]:
         requested = self._requests(plugin_id)
@@ -102,5 +112,20 @@ class GrantManager:
         log) unless ``plugin_id`` may use ``needed`` right now."""
         if self.is_allowed(plugin_id, needed):
             return
-        self._store.audit(plugin_id, "denied", {"capability": str(needed)})
+        self._audit_denial(plugin_id, str(needed))
         raise CapabilityError(plugin_id, str(needed))
+
+    def _audit_denial(self, plugin_id: str, capability: str) -> None:
+        key, now = (plugin_id, capability), time.monotonic()
+        with self._denials_lock:
+            last, suppressed = self._denials.get(key, (None, 0))
+            if last is not None and now - last < DENIAL_AUDIT_INTERVAL_S:
+                self._denials[key] = (last, suppressed + 1)
+                return
+            if len(self._denials) >= _MAX_TRACKED_DENIALS:
+                self._denials.clear()
+            self._denials[key] = (now, 0)
+        detail: dict[str, object] = {"capability": capability}
+        if suppressed:
+            detail["suppressed"] = suppressed
+        self._store.audit(plugin_id, "denied", detail)

@@ -16,7 +16,8 @@ from types import MappingProxyType
 from typing import Any
 
 from .capabilities import Capability, parse_capability
-from .context import ActivationContext, ContextLimits, SettingsSchema, write_setting
+from .context import ActivationContext, ContextLimits
+from .settings import SettingsSchema, read_settings, write_setting
 from .errors import (
     CapabilityError,
     DependencyError,
@@ -144,30 +145,32 @@ class Host:
         disabled = set(self.store.disabled_plugins())
         found: dict[str, PluginRecord] = {}
         invalid: dict[str, PluginRecord] = {}
-        claims: dict[str, list[tuple[Path, Manifest]]] = {}
-        for folder in sorted(p for p in self.plugins_dir.iterdir() if p.is_dir()):
-            if folder.name.startswith(".") or not (folder / "plugin.json").exists():
-                continue
+        for folder in sorted(self.plugins_dir.iterdir()):
+            manifest_file = folder / "plugin.json"
             try:
+                if folder.name.startswith(".") or not folder.is_dir() or not manifest_file.exists():
+                    continue
                 manifest = load_manifest(folder)
             except ManifestError as exc:
                 invalid[folder.name] = PluginRecord(folder, None, exc)
                 continue
-            claims.setdefault(manifest.id, []).append((folder, manifest))
-        for pid, claimants in claims.items():
-            if len(claimants) > 1:
-                # Two folders with one id: trusting either would let a copy
-                # shadow the real plugin (and its grants), so neither runs.
-                for folder, _ in claimants:
-                    others = ", ".join(f"'{f.name}'" for f, _ in claimants if f != folder)
-                    problem = ManifestProblem("$.id", f"id '{pid}' is also used by folder {others}")
-                    invalid[folder.name] = PluginRecord(folder, None, ManifestError(str(folder / "plugin.json"), [problem]))
+            except Exception as exc:  # an unreadable folder must not stop discovery of the rest
+                problem = ManifestProblem("$", f"cannot be read ({type(exc).__name__})")
+                invalid[folder.name] = PluginRecord(folder, None, ManifestError(str(manifest_file), [problem]))
                 continue
-            folder, manifest = claimants[0]
+            if manifest.id != folder.name:
+                # Folder names are unique, so this makes ids unique: no copy of
+                # a plugin can claim its id (and with it its grants, storage
+                # and settings), even while the real manifest is broken.
+                problem = ManifestProblem(
+                    "$.id", f"id '{manifest.id}' must equal the plugin's folder name '{folder.name}'"
+                )
+                invalid[folder.name] = PluginRecord(folder, None, ManifestError(str(manifest_file), [problem]))
+                continue
             record = PluginRecord(folder, manifest, None)
-            if pid in disabled:
+            if manifest.id in disabled:
                 record._state = PluginState.DISABLED
-            found[pid] = record
+            found[manifest.id] = record
         # A running plugin keeps the version it loaded, even if its folder
         # changed or went away, until it is deactivated.
         for pid, current in self._records.items():
@@ -359,7 +362,7 @@ class Host:
         """A plugin's settings: schema defaults merged with stored values."""
         manifest = self._record(plugin_id).manifest
         assert manifest is not None
-        return SettingsSchema(manifest.settings).merged(self.store.settings_get_all(plugin_id))
+        return read_settings(self.store, plugin_id, SettingsSchema(manifest.settings))
 
     def set_setting(self, plugin_id: str, key: str, value: Any) -> None:
         """Change a plugin setting on the user's behalf, validated against

@@ -369,8 +369,21 @@ class Store:
         )
         return {key: _parse_json(text, "settings_get_all") for key, text in rows}
 
-    def settings_set(self, plugin_id: str, key: str, value: Any) -> None:
+    def settings_set(
+        self,
+        plugin_id: str,
+        key: str,
+        value: Any,
+        *,
+        check: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         """Store ``value`` (anything JSON can represent) for setting ``key``.
+
+        ``check``, if given, is called inside the write transaction with every
+        stored setting of the plugin as it will be after this write, and may
+        raise to abort it. Validating there, not before, means two writers
+        cannot each pass validation and together store a document that
+        breaks a rule spanning several keys.
 
         Raises :class:`SettingsError` if ``value`` is not JSON-serialisable
         (including NaN and infinities, which JSON cannot represent).
@@ -383,6 +396,13 @@ class Store:
             ) from exc
 
         def tx(conn: sqlite3.Connection) -> None:
+            if check is not None:
+                rows = conn.execute(
+                    "SELECT key, value_json FROM settings WHERE plugin_id = ?", (plugin_id,)
+                ).fetchall()
+                document = {k: _parse_json(t, "settings_set") for k, t in rows}
+                document[key] = json.loads(text)
+                check(document)
             conn.execute(
                 "INSERT INTO settings (plugin_id, key, value_json) VALUES (?, ?, ?)"
                 " ON CONFLICT (plugin_id, key) DO UPDATE SET value_json = excluded.value_json",

@@ -107,3 +107,19 @@ def test_trailing_newline_is_not_accepted(text):
 def test_scope_match_is_anchored_at_both_ends():
     assert not allows(cap("host.call:get"), cap("host.call:getX"))
     assert not allows(cap("host.call:get"), cap("host.call:xget"))
+
+
+@pytest.mark.parametrize("scope", ["greeting.x\n", "greeting.\x00", "greeting.٣", "greeting.a b", "greeting."])
+def test_malformed_requests_are_never_allowed(scope):
+    assert not allows(cap("events.publish:greeting.*"), Capability("events.publish", scope))
+    assert not allows(cap("events.publish:*"), Capability("events.publish", scope))
+
+
+def test_str_subclasses_are_refused():
+    class Sneaky(str):
+        def partition(self, sep):
+            return ("storage", "", "")
+
+    with pytest.raises(ValueError, match="must be a string"):
+        parse_capability(Sneaky("host.call:x"))
+    assert not is_valid_name(Sneaky("abc"))

@@ -4,7 +4,7 @@ import pytest
 
 from hostrt.capabilities import parse_capability
 from hostrt.context import ActivationContext, ContextLimits
-from hostrt.errors import CapabilityError, LifecycleError, QuotaExceededError, SettingsError, StorageError
+from hostrt.errors import CapabilityError, HostrtError, LifecycleError, QuotaExceededError, SettingsError, StorageError
 from hostrt.grants import GrantManager
 
 SETTINGS = {
@@ -191,3 +191,82 @@ def test_one_failing_disposer_does_not_stop_the_rest(alpha):
     alpha.add_disposer(boom)
     alpha.dispose_all()
     assert ran == ["first"]
+
+
+def test_log_escapes_forged_lines_and_control_characters(alpha, caplog):
+    caplog.set_level(logging.DEBUG, logger="hostrt.plugins.alpha")
+    alpha.log("info", "ok\n2026-01-01 CRITICAL host: fake\r\x1b[2J\u202edesrever\u2028x")
+    (record,) = [r for r in caplog.records if r.name == "hostrt.plugins.alpha"]
+    message = record.getMessage()
+    assert "\n" not in message and "\r" not in message and "\x1b" not in message
+    assert "\u202e" not in message and "\u2028" not in message
+    assert "\\n2026-01-01 CRITICAL host: fake" in message and "\\x1b[2J" in message
+
+
+@pytest.mark.parametrize(
+    "level, message, fields, fragment",
+    [
+        (["info"], "m", None, "log level"),
+        ("INFO", "m", None, "log level"),
+        ("info", 5, None, "must be a string"),
+        ("info", "m", ["not", "an", "object"], "must be an object"),
+        ("info", "m", {"big": "x" * 9000}, "larger than 8192 bytes"),
+        ("info", "m", {"bad": object()}, "not JSON"),
+    ],
+)
+def test_log_refuses_malformed_calls(alpha, level, message, fields, fragment):
+    with pytest.raises(HostrtError, match=fragment):
+        alpha.log(level, message, fields)
+
+
+def test_dotted_ids_get_loggers_that_are_not_children_of_others():
+    from hostrt.context import plugin_logger
+
+    assert plugin_logger("victim").name == "hostrt.plugins.victim"
+    assert plugin_logger("victim.evil").name == "hostrt.plugins.victim_evil"
+    assert not plugin_logger("victim.evil").name.startswith(plugin_logger("victim").name + ".")
+
+
+def test_error_messages_never_run_plugin_code(alpha):
+    calls = []
+
+    class Key(str):
+        def __repr__(self):
+            calls.append("repr")
+            return "x"
+
+    class Other:
+        def __repr__(self):
+            calls.append("repr")
+            raise RuntimeError("should not run")
+
+    for key in (Key("a/b"), Other(), ["nested"]):
+        with pytest.raises(StorageError, match="invalid storage key"):
+            alpha.storage_set(key, 1)
+        with pytest.raises(SettingsError, match="invalid setting name"):
+            alpha.settings_set(key, 1)
+    assert calls == []
+
+
+def test_plugin_without_declared_settings_has_none(store, grants):
+    grants.grant_requested("alpha")
+    ctx = ActivationContext(plugin_id="alpha", plugin_version="1.0.0", store=store, grants=grants,
+                            settings_schema=None)
+    assert ctx.settings_all() == {}
+    with pytest.raises(SettingsError, match="declares no settings"):
+        ctx.settings_set("anything", 1)
+    assert store.settings_get_all("alpha") == {}
+
+
+def test_settings_sizes_are_bounded(store, grants):
+    grants.grant_requested("alpha")
+    schema = {"type": "object", "additionalProperties": {"type": "string"}}
+    ctx = ActivationContext(plugin_id="alpha", plugin_version="1.0.0", store=store, grants=grants,
+                            settings_schema=schema)
+    with pytest.raises(SettingsError, match="larger than"):
+        ctx.settings_set("one", "x" * 70000)
+    for i in range(4):
+        ctx.settings_set(f"k{i}", "y" * 60000)
+    with pytest.raises(SettingsError, match="would exceed"):
+        ctx.settings_set("k9", "y" * 60000)
+    assert sorted(store.settings_get_all("alpha")) == ["k0", "k1", "k2", "k3"]

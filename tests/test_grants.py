@@ -92,3 +92,23 @@ def test_grant_requested_grants_exactly_the_manifest(grants, requests):
     assert sorted(grants.grant_requested("a")) == sorted(requests["a"])
     assert grants.missing("a") == []
     assert grants.grant_requested("a") == []
+
+
+def test_repeated_denials_are_coalesced_in_the_audit_log(grants, store, monkeypatch):
+    import hostrt.grants as grants_module
+
+    storage = parse_capability("storage")
+    for _ in range(500):
+        with pytest.raises(CapabilityError):
+            grants.check("a", storage)
+    assert store.audit_count(plugin_id="a", action="denied") == 1
+    # a different capability is its own entry
+    with pytest.raises(CapabilityError):
+        grants.check("a", parse_capability("host.call:getSystems"))
+    assert store.audit_count(plugin_id="a", action="denied") == 2
+    # once the interval has passed the next denial is written with the count left out
+    monkeypatch.setattr(grants_module, "DENIAL_AUDIT_INTERVAL_S", 0.0)
+    with pytest.raises(CapabilityError):
+        grants.check("a", storage)
+    latest = store.audit_log(plugin_id="a", action="denied", limit=1)[0]
+    assert latest.detail == {"capability": "storage", "suppressed": 499}

@@ -38,21 +38,24 @@ def test_discover_sorts_valid_and_invalid(plugins_dir):
     (plugins_dir / "not-a-plugin").mkdir()
     (plugins_dir / "README.txt").write_text("ignored")
     write_plugin(plugins_dir, "good-one", STORE_ON_ACTIVATE, folder="copy-of-good")
+    write_plugin(plugins_dir, ".hidden-copy", STORE_ON_ACTIVATE)
 
     async def main():
         host = Host(plugins_dir)
         await host.discover()
-        # two folders claiming one id: neither is trusted, both are reported
-        assert list(host.plugins) == []
-        assert set(host.invalid) == {"broken", "good-one", "copy-of-good"}
+        assert list(host.plugins) == ["good-one"]
+        assert host.plugins["good-one"].folder.name == "good-one"
+        assert host.plugins["good-one"].state is PluginState.VALIDATED
+        assert set(host.invalid) == {"broken", "copy-of-good"}
         assert host.invalid["broken"].state is PluginState.INVALID
         assert "$.id" in host.invalid["broken"].error.message
-        for folder, other in (("good-one", "copy-of-good"), ("copy-of-good", "good-one")):
-            assert f"id 'good-one' is also used by folder '{other}'" in host.invalid[folder].error.message
-        (plugins_dir / "copy-of-good" / "plugin.json").unlink()
+        # a copy under another folder name can never claim the id (nor its grants)
+        assert "must equal the plugin's folder name 'copy-of-good'" in host.invalid["copy-of-good"].error.message
+        # even while the real plugin's manifest is broken
+        (plugins_dir / "good-one" / "plugin.json").write_text("{broken")
         await host.discover()
-        assert list(host.plugins) == ["good-one"]
-        assert host.plugins["good-one"].state is PluginState.VALIDATED
+        assert list(host.plugins) == []
+        assert set(host.invalid) == {"broken", "copy-of-good", "good-one"}
         await host.close()
 
     run(main())
