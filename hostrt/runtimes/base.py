@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
+
+from ..errors import PluginError
+
+#: The largest main file a runtime will read (bundled JavaScript with its
+#: dependencies is the big case).
+MAX_SOURCE_BYTES = 16 * 1024 * 1024
 
 if TYPE_CHECKING:
     from ..context import ActivationContext
@@ -36,6 +44,44 @@ class PluginSource:
     main: Path
     display_file: str
     limits: RuntimeLimits
+
+    def read_text(self) -> str:
+        """Read ``main`` as UTF-8, re-checking that what is opened is the
+        regular file inside ``root`` that was resolved.
+
+        The folder belongs to the plugin author, who could swap ``main`` or a
+        directory on its path for a symlink between resolution and reading;
+        the file is opened without following a final symlink and the opened
+        descriptor's real path is checked again.
+        """
+        def fail(why: str) -> PluginError:
+            return PluginError(self.plugin_id, f"cannot load main file: {why}", file=self.display_file)
+
+        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+        try:
+            fd = os.open(self.main, flags)
+        except OSError as exc:
+            raise fail(exc.strerror or type(exc).__name__) from None
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise fail("not a regular file")
+            proc_link = f"/proc/self/fd/{fd}"
+            real = Path(os.path.realpath(proc_link if os.path.exists(proc_link) else self.main))
+            if not real.is_relative_to(self.root):
+                raise fail("it no longer lies inside the plugin folder")
+            if info.st_size > MAX_SOURCE_BYTES:
+                raise fail(f"larger than {MAX_SOURCE_BYTES} bytes")
+            with os.fdopen(os.dup(fd), "rb") as handle:
+                data = handle.read(MAX_SOURCE_BYTES + 1)
+        finally:
+            os.close(fd)
+        if len(data) > MAX_SOURCE_BYTES:
+            raise fail(f"larger than {MAX_SOURCE_BYTES} bytes")
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise fail(f"not UTF-8 (byte {exc.start})") from None
 
 
 class Runtime(ABC):
