@@ -95,9 +95,9 @@ async def main() -> int:
         host.set_setting("hello-py", "shout", True)
         host.grants.grant("notes-py", "settings.write", actor="demo")
         await host.deactivate("hello-py")
-        await host.activate("hello-py")
-        await host.activate("notes-py")
+        await host.activate_all()
         show_states(host)
+        failures += [pid for pid, r in host.plugins.items() if r.state is not PluginState.ACTIVE]
 
         print("\naudit log (newest first):")
         for entry in host.store.audit_log(limit=8):

@@ -7,6 +7,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+import logging as _logging
+
+# A library leaves output to the application: without this, Python's
+# last-resort handler would print hostrt's warnings to stderr.
+_logging.getLogger("hostrt").addHandler(_logging.NullHandler())
+
 from .capabilities import Capability, parse_capability
 from .context import ActivationContext
 from .errors import (

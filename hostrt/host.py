@@ -219,8 +219,9 @@ class Host:
             if dep.state is not PluginState.ACTIVE and dep.state in ACTIVATABLE:
                 await self._activate(req.id, (*chain, plugin_id))
             if dep.state is not PluginState.ACTIVE:
+                reason = f" ({dep.error.message})" if dep.error is not None else ""
                 return self._set(record, PluginState.BLOCKED, DependencyError(
-                    f"plugin '{plugin_id}' requires '{req.id}', which is {dep.state}"))
+                    f"plugin '{plugin_id}' requires '{req.id}', which is {dep.state}{reason}"))
         for other in self._records.values():
             if other.state is PluginState.ACTIVE and other.manifest is not None and conflicts_between(manifest, other.manifest):
                 return self._set(record, PluginState.BLOCKED, DependencyError(
