@@ -1,0 +1,252 @@
+"""The ``ctx`` object Python plugin code receives.
+
+Same names as the JavaScript API::
+
+    ctx.plugin.id / ctx.plugin.version
+    ctx.log.debug/info/warn/warning/error(message, fields=None)
+    ctx.storage.get(key, default=None) / set(key, value) / delete(key) / keys(prefix="")
+    ctx.settings.get(key) / all() / set(key, value)
+    ctx.subscriptions.append(disposable)
+
+Each facade object holds the gate (:class:`hostrt.context.ActivationContext`)
+in an underscore slot plugin code cannot name, cannot be constructed by
+plugin code (the constructor wants a host-only token), cannot be written to,
+and exposes nothing but the methods above. The gate does all checking:
+grants, JSON validation, fresh copies. The facade only adapts calls and
+cleans up errors on the way back:
+
+* a :class:`~hostrt.errors.HostrtError` from the gate is re-raised into plugin
+  code with its traceback and chained exceptions cleared (``from None``), so
+  no host frame or host exception object is reachable from it;
+* any other exception from host code becomes a bare
+  ``HostrtError("internal host error")``; the real one is logged host-side
+  on logger ``hostrt.runtime.python``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+from ...errors import HostrtError
+from .refusals import SandboxPolicyError
+
+_log = logging.getLogger("hostrt.runtime.python")
+_TOKEN = object()
+
+
+class Facade:
+    """Base of the ctx objects: sealed, slot-only, host-constructed."""
+
+    __slots__ = ()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise SandboxPolicyError(f"plugins cannot modify '{type(self).__name__}' objects")
+
+    def __delattr__(self, name: str) -> None:
+        raise SandboxPolicyError(f"plugins cannot modify '{type(self).__name__}' objects")
+
+    def __reduce__(self) -> Any:
+        raise TypeError(f"cannot pickle '{type(self).__name__}' objects")
+
+    def _set(self, **values: Any) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @staticmethod
+    def _check_token(token: object) -> None:
+        if token is not _TOKEN:
+            raise TypeError("cannot create ctx objects")
+
+
+def gate_caller(plugin_id: str) -> Callable[..., Any]:
+    """Return ``call(method, *args)`` that runs a gate method and cleans
+    its errors for plugin code."""
+
+    def call(method: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return method(*args)
+        except HostrtError as exc:
+            exc.__context__ = None
+            exc.__cause__ = None
+            raise exc.with_traceback(None) from None
+        except Exception:
+            _log.exception("host error during a ctx call from plugin '%s'", plugin_id)
+            raise HostrtError("internal host error") from None
+
+    return call
+
+
+class PluginInfo(Facade):
+    """``ctx.plugin``: the plugin's id and version (read-only)."""
+
+    __slots__ = ("_id", "_version")
+
+    def __init__(self, token: object, plugin_id: str, version: str) -> None:
+        self._check_token(token)
+        self._set(_id=plugin_id, _version=version)
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    def __repr__(self) -> str:
+        return f"<plugin {self._id} {self._version}>"
+
+
+class Log(Facade):
+    """``ctx.log``: always allowed; messages go to ``hostrt.plugins.<id>``."""
+
+    __slots__ = ("_gate", "_call")
+
+    def __init__(self, token: object, gate: Any, call: Callable[..., Any]) -> None:
+        self._check_token(token)
+        self._set(_gate=gate, _call=call)
+
+    def _log(self, level: str, message: Any, fields: Any) -> None:
+        # str() of a plugin object runs plugin code: here, inside the entry
+        # and its budget, not later in a host log handler.
+        text = message if type(message) is str else str(message)
+        self._call(self._gate.log, level, text, fields)
+
+    def debug(self, message: Any, fields: Any = None) -> None:
+        self._log("debug", message, fields)
+
+    def info(self, message: Any, fields: Any = None) -> None:
+        self._log("info", message, fields)
+
+    def warn(self, message: Any, fields: Any = None) -> None:
+        self._log("warn", message, fields)
+
+    def warning(self, message: Any, fields: Any = None) -> None:
+        self._log("warn", message, fields)
+
+    def error(self, message: Any, fields: Any = None) -> None:
+        self._log("error", message, fields)
+
+    def __repr__(self) -> str:
+        return "<ctx.log>"
+
+
+class Storage(Facade):
+    """``ctx.storage``: the plugin's own key/value storage (grant ``storage``)."""
+
+    __slots__ = ("_gate", "_call")
+
+    def __init__(self, token: object, gate: Any, call: Callable[..., Any]) -> None:
+        self._check_token(token)
+        self._set(_gate=gate, _call=call)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._call(self._gate.storage_get, key, default)
+
+    def set(self, key: Any, value: Any) -> None:
+        self._call(self._gate.storage_set, key, value)
+
+    def delete(self, key: Any) -> bool:
+        return self._call(self._gate.storage_delete, key)
+
+    def keys(self, prefix: Any = "") -> list[str]:
+        return self._call(self._gate.storage_keys, prefix)
+
+    def __repr__(self) -> str:
+        return "<ctx.storage>"
+
+
+class Settings(Facade):
+    """``ctx.settings``: the plugin's settings (``settings.read``/``settings.write``)."""
+
+    __slots__ = ("_gate", "_call")
+
+    def __init__(self, token: object, gate: Any, call: Callable[..., Any]) -> None:
+        self._check_token(token)
+        self._set(_gate=gate, _call=call)
+
+    def get(self, key: Any) -> Any:
+        return self._call(self._gate.settings_get, key)
+
+    def all(self) -> dict[str, Any]:
+        return self._call(self._gate.settings_all)
+
+    def set(self, key: Any, value: Any) -> None:
+        self._call(self._gate.settings_set, key, value)
+
+    def __repr__(self) -> str:
+        return "<ctx.settings>"
+
+
+class Subscriptions(Facade):
+    """``ctx.subscriptions``: disposables the runtime disposes, newest first,
+    when the plugin is deactivated."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, token: object) -> None:
+        self._check_token(token)
+        self._set(_items=[])
+
+    def append(self, disposable: Any) -> None:
+        dispose = getattr(disposable, "dispose", None)
+        if not callable(dispose):
+            raise TypeError("ctx.subscriptions.append() expects an object with a dispose() method")
+        self._items.append(disposable)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"<ctx.subscriptions ({len(self._items)})>"
+
+
+class Context(Facade):
+    """``ctx`` itself."""
+
+    __slots__ = ("_plugin", "_log", "_storage", "_settings", "_subscriptions")
+
+    def __init__(self, token: object, gate: Any) -> None:
+        self._check_token(token)
+        call = gate_caller(gate.plugin_id)
+        self._set(
+            _plugin=PluginInfo(_TOKEN, gate.plugin_id, gate.plugin_version),
+            _log=Log(_TOKEN, gate, call),
+            _storage=Storage(_TOKEN, gate, call),
+            _settings=Settings(_TOKEN, gate, call),
+            _subscriptions=Subscriptions(_TOKEN),
+        )
+
+    @property
+    def plugin(self) -> PluginInfo:
+        return self._plugin
+
+    @property
+    def log(self) -> Log:
+        return self._log
+
+    @property
+    def storage(self) -> Storage:
+        return self._storage
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @property
+    def subscriptions(self) -> Subscriptions:
+        return self._subscriptions
+
+    def __repr__(self) -> str:
+        return f"<ctx of plugin {self._plugin.id}>"
+
+
+def build_context(gate: Any) -> Context:
+    """Build the facade for one activation around ``gate``."""
+    return Context(_TOKEN, gate)
+
+
+def subscriptions_of(ctx: Context) -> list[Any]:
+    """The disposables a plugin registered (host side)."""
+    return list(object.__getattribute__(ctx, "_subscriptions")._items)

@@ -1,0 +1,97 @@
+"""Numeric limits of the Python plugin sandbox, in one place.
+
+Every guard that refuses an operation for its size reads its limit from
+here, so the documentation (docs/python-plugins.md) and the code cannot
+drift apart. They are per-object (or per-call) limits, not a total memory
+budget: see the docs for what they do and do not bound.
+"""
+
+from __future__ import annotations
+
+import math
+
+#: Most items a list, tuple, set, dict, deque or other container built by a
+#: checked operation may hold (also the most items a comprehension loop or a
+#: materialising call such as ``list()`` may pull from an iterable).
+MAX_ITEMS = 16 * 1024 * 1024
+
+#: Most bytes in one ``bytes``/``bytearray`` and most characters in one
+#: ``str`` produced by a checked operation.
+MAX_BYTES = 64 * 1024 * 1024
+
+#: Most decimal digits of an integer produced (or consumed by a
+#: super-linear operation such as ``*``, ``//`` and ``%``).
+MAX_INT_DIGITS = 100_000
+MAX_INT_BITS = math.ceil(MAX_INT_DIGITS * math.log2(10))
+
+#: Largest width or precision accepted in a format specification
+#: (``format()``, ``str.format``, f-strings and ``%`` formatting).
+MAX_FORMAT_WIDTH = 100_000
+#: Longest format specification (the part after ``:``).
+MAX_FORMAT_SPEC = 1000
+
+#: Three-argument ``pow()``: largest modulus and exponent, in bits. Modular
+#: exponentiation runs in one uninterruptible C call whose time grows with
+#: both (RSA-8192-sized values take well under a second).
+MAX_POWMOD_BITS = 16_384
+
+#: ``math.factorial`` argument cap (25000! has about 99,000 digits).
+MAX_FACTORIAL = 25_000
+
+#: ``itertools`` combinatorics: longest output tuple and most input pools;
+#: ``itertools.tee``: most copies.
+MAX_COMBINATORIC_R = 10_000
+MAX_PRODUCT_POOLS = 1024
+MAX_TEE = 1024
+
+#: ``random.sample`` largest sample (it runs as an uninterruptible loop in
+#: the standard library).
+MAX_SAMPLE = 1_000_000
+
+#: Longest regular expression pattern (parsing one runs in the standard
+#: library, outside the budget checks).
+MAX_REGEX_PATTERN = 10_000
+
+#: Longest text accepted by the ``textwrap`` functions (pure-Python
+#: standard-library code that the budget cannot interrupt).
+MAX_TEXTWRAP_INPUT = 1_000_000
+
+#: ``json.dumps``: largest ``indent`` and longest separators.
+MAX_JSON_INDENT = 64
+
+#: Longest ``datetime.timezone`` name (``%Z`` in ``strftime`` expands to it).
+MAX_TZNAME = 100
+#: Upper bound on how many characters one ``strftime`` directive produces,
+#: used to predict the output size from the format's length.
+STRFTIME_EXPANSION = 128
+
+#: Longest plugin source accepted, in characters (the host reads at most
+#: 16 MiB of any main file; Python sources get a tighter limit because the
+#: compiler runs on the host before any budget applies).
+MAX_SOURCE_CHARS = 4 * 1024 * 1024
+
+#: Longest exception message copied into a PluginError.
+MAX_ERROR_MESSAGE = 2000
+
+#: Budget ticks between two reads of the monotonic clock. Every loop
+#: iteration, function call and while-loop pass is one tick; the clock is
+#: read (about 150 ns of Python) once per chunk, so the steady cost per tick
+#: stays at C speed.
+TICK_CHUNK = 256
+
+#: Checked operations that approve a large result charge its size to the
+#: budget; after this many bytes the clock is read at once instead of
+#: waiting for the next chunk boundary.
+CHARGE_CHECK_BYTES = 8 * 1024 * 1024
+#: Results smaller than this are not charged (keeps small operations cheap).
+CHARGE_THRESHOLD = 64 * 1024
+
+
+def items_message(count: int, limit: int = MAX_ITEMS, what: str = "sequence") -> str:
+    """The refusal message for a container that would be too long."""
+    return f"{what} of {count} items exceeds the plugin limit of {limit}"
+
+
+def bytes_message(count: int, limit: int = MAX_BYTES, what: str = "result") -> str:
+    """The refusal message for a string or bytes object that would be too long."""
+    return f"{what} of {count} characters exceeds the plugin limit of {limit}"

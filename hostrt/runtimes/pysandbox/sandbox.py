@@ -1,0 +1,82 @@
+"""One plugin's sandbox: its budget, guards, builtins, modules and globals."""
+
+from __future__ import annotations
+
+from types import CodeType
+from typing import Any
+
+from RestrictedPython.Guards import guarded_iter_unpack_sequence, guarded_unpack_sequence
+
+from .budget import Budget
+from .builtins import PluginTypes, build_builtins
+from .classes import PluginClassMeta
+from .formatting import Formatting
+from .guards import Guards
+from .iteration import Iteration
+from .modules import Importer, ModuleFactory
+
+
+class Sandbox:
+    """Everything the compiled code of one plugin runs against.
+
+    The globals dict holds the hidden names the compiler's rewrites call
+    (all starting with ``_``, so plugin code cannot name or rebind them)
+    and the plugin's own module-level names.
+    """
+
+    def __init__(self, plugin_id: str) -> None:
+        self.plugin_id = plugin_id
+        self.budget = Budget()
+        self.iteration = Iteration(self.budget)
+        self.formatting = Formatting(self.budget)
+        self.guards = Guards(self.budget, self.iteration, self.formatting)
+        self.types = PluginTypes(self.iteration, self.guards)
+        self.importer = Importer(ModuleFactory(self.budget, self.iteration, self.guards, self.types))
+        self.builtins = build_builtins(
+            plugin_id=plugin_id,
+            iteration=self.iteration,
+            guards=self.guards,
+            types=self.types,
+            format_value=self.formatting.format_value,
+            importer=self.importer,
+        )
+        g = self.guards
+        self.globals: dict[str, Any] = {
+            "__builtins__": self.builtins,
+            "__name__": plugin_id,
+            "__metaclass__": PluginClassMeta,
+            # budget
+            "_tick_": self.budget.tick,
+            "_check_": self.budget.check,
+            # iteration
+            "_getiter_": self.iteration.getiter,
+            "_getiter_cap_": self.iteration.getiter_cap,
+            "_unpack_sequence_": guarded_unpack_sequence,
+            "_iter_unpack_sequence_": guarded_iter_unpack_sequence,
+            # attributes and writes
+            "_getattr_": g.getattr,
+            "_write_": g.write,
+            "_type_": type,
+            "_WRITABLE_": g.writable_types,
+            "_PCM_": PluginClassMeta,
+            "_NUM_": frozenset({int, float}),
+            # operators and formatting
+            "_add_": g.add,
+            "_mul_": g.mul,
+            "_pow_": g.pow,
+            "_lshift_": g.lshift,
+            "_mod_": g.mod,
+            "_floordiv_": g.floordiv,
+            "_iadd_": g.iadd,
+            "_imul_": g.imul,
+            "_ipow_": g.ipow,
+            "_ilshift_": g.ilshift,
+            "_imod_": g.imod,
+            "_ifloordiv_": g.ifloordiv,
+            "_ior_": g.ior,
+            "_format_": self.formatting.format_value,
+        }
+
+    def run_module(self, code: CodeType) -> None:
+        """Execute the plugin's compiled top level (inside an entry)."""
+        exec(code, self.globals)

@@ -1,0 +1,345 @@
+"""The Python runtime: plugin.py under RestrictedPython plus hostrt's sandbox.
+
+Each loaded plugin gets its own single worker thread. Every entry into
+plugin code -- the module top level, ``activate``, ``deactivate``, disposers
+and (later) event handlers, all through :meth:`LoadedPythonPlugin.call` or
+the same internal path -- runs in that thread via ``loop.run_in_executor``,
+so the asyncio loop stays responsive while plugin code runs.
+
+Time is bounded in three layers:
+
+1. *Inside the plugin* (see :mod:`.pysandbox.budget`): compiled-in ticks
+   read the clock every few hundred loop iterations or calls and raise an
+   interrupt once the entry's ``timeout_ms`` is spent; the interrupt is
+   sticky, so plugin handlers cannot swallow it.
+2. *Host-side authority*: when an entry returns (normally or not), the
+   runtime checks the budget itself. An entry that ran past its deadline
+   fails with :class:`~hostrt.errors.BudgetExceededError` even if plugin
+   code somehow returned normally.
+3. *Last line of defence*: the awaiting side waits at most
+   ``timeout + grace``. A thread stuck in one C call that never returns to
+   a check (catastrophic regex backtracking, a huge sort) cannot be
+   stopped from Python: the entry fails with BudgetExceededError anyway,
+   the plugin is *poisoned* (every later call fails at once) and its
+   thread is abandoned. The thread keeps its CPU until the call returns,
+   and because ``concurrent.futures`` joins worker threads at interpreter
+   exit, such a thread can delay process exit; documented in
+   docs/python-plugins.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+from ..errors import (
+    BudgetExceededError,
+    LifecycleError,
+    PluginCompileError,
+    PluginError,
+)
+from .base import LoadedPlugin, PluginSource, Runtime
+from .pysandbox import (
+    PluginCompileFailure,
+    Reporter,
+    Sandbox,
+    build_context,
+    compile_plugin,
+    subscriptions_of,
+)
+from .pysandbox.limits import MAX_SOURCE_CHARS
+
+_log = logging.getLogger("hostrt.runtime.python")
+
+#: Default extra time the awaiting side allows past an entry's budget before
+#: it gives up on the thread (layer 3 above).
+DEFAULT_GRACE_S = 2.0
+#: Time granted to plugin ``__str__`` code while an error is being formatted.
+_FORMAT_GRACE_S = 0.05
+
+
+class PythonRuntime(Runtime):
+    """Loads ``plugin.py`` files. One instance serves a host; it holds no
+    state shared between plugins."""
+
+    name = "python"
+
+    def __init__(self, *, grace_s: float = DEFAULT_GRACE_S) -> None:
+        self.grace_s = grace_s
+
+    def check(self, source: PluginSource) -> None:
+        """Compile the plugin with the sandbox policy without running any of
+        its code; raise PluginCompileError (file, line, column) if refused."""
+        compile_source(source)
+
+    async def load(self, source: PluginSource) -> "LoadedPythonPlugin":
+        """Read, compile and run the plugin's top level under its budget.
+
+        Raises PluginCompileError (with line/column) for source the sandbox
+        refuses and a PluginError subclass if the top level fails or does
+        not define ``activate``; in both cases nothing is left running.
+        """
+        plugin = LoadedPythonPlugin(source, grace_s=self.grace_s)
+        try:
+            await plugin._load()
+        except BaseException:
+            await plugin.close()
+            raise
+        return plugin
+
+
+def compile_source(source: PluginSource) -> tuple[Any, Reporter]:
+    """Read ``source.main`` and compile it with the sandbox policy, naming
+    the code after ``source.display_file``. Returns the code object and the
+    plugin's error reporter."""
+    text = source.read_text()
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if len(text) > MAX_SOURCE_CHARS:
+        raise PluginCompileError(
+            source.plugin_id,
+            f"{source.display_file} has {len(text)} characters; Python plugins are limited to {MAX_SOURCE_CHARS}",
+            file=source.display_file,
+        )
+    host_paths = [str(source.root), str(source.root.parent), str(source.main)]
+    reporter = Reporter(source.plugin_id, source.display_file, text, host_paths)
+    try:
+        return compile_plugin(text, source.display_file), reporter
+    except PluginCompileFailure as exc:
+        problem = exc.problems[0]
+        message = problem.message
+        if len(exc.problems) > 1:
+            message += f" (and {len(exc.problems) - 1} more problem(s))"
+        raise reporter.problem(PluginCompileError, message, problem.line, problem.column) from None
+
+
+class LoadedPythonPlugin(LoadedPlugin):
+    """A compiled, loaded Python plugin with its own worker thread."""
+
+    def __init__(self, source: PluginSource, *, grace_s: float = DEFAULT_GRACE_S) -> None:
+        self.source = source
+        self._timeout_ms = max(1, int(source.limits.timeout_ms))
+        self._timeout_s = self._timeout_ms / 1000
+        self._grace_s = grace_s
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hostrt-py-{source.plugin_id}")
+        self._sandbox = Sandbox(source.plugin_id)
+        self._reporter: Reporter | None = None
+        self._lock: asyncio.Lock | None = None
+        self._poisoned = False
+        self._closed = False
+        self._activate_fn: Callable[..., Any] | None = None
+        self._deactivate_fn: Callable[..., Any] | None = None
+        self._ctx: Any = None
+        self._gate: Any = None
+
+    # -- public API ------------------------------------------------------------
+
+    @property
+    def poisoned(self) -> bool:
+        """True once an entry failed to return within timeout + grace."""
+        return self._poisoned
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` -- any plugin callable -- as one budgeted entry
+        in the plugin's thread and return its result.
+
+        Raises a PluginError subclass if plugin code fails or breaks a
+        limit. The result is whatever plugin code returned: if it is not
+        plain data, convert it inside an entry (for example by calling a
+        host function through ``call``), because touching a plugin object
+        outside an entry runs plugin code outside its budget, which the
+        sandbox refuses.
+        """
+        return await self._enter(lambda: fn(*args))
+
+    async def activate(self, ctx: Any) -> None:
+        """Build the ``ctx`` facade around the gate ``ctx`` and call the
+        plugin's ``activate(ctx)`` under its budget."""
+        if self._closed:
+            raise LifecycleError(f"plugin '{self.source.plugin_id}' is closed")
+        if self._ctx is not None:
+            raise LifecycleError(f"plugin '{self.source.plugin_id}' is already active")
+        facade = build_context(ctx)
+        self._ctx, self._gate = facade, ctx
+        activate = self._activate_fn
+        assert activate is not None
+        await self._enter(lambda: activate(facade))
+
+    async def deactivate(self) -> None:
+        """Call ``deactivate(ctx)`` if the plugin has one, dispose everything
+        in ``ctx.subscriptions`` newest first, then the gate's host-side
+        registrations, all in one budgeted entry. Every disposer runs even
+        if an earlier one failed; failures are logged and the first is
+        raised afterwards (with a count when there were several)."""
+        if self._ctx is None:
+            return
+        facade, gate = self._ctx, self._gate
+        self._ctx = self._gate = None
+        deactivate = self._deactivate_fn
+        errors: list[PluginError] = []
+
+        def body() -> None:
+            if deactivate is not None:
+                self._collect(errors, "deactivate", deactivate, facade)
+            for disposable in reversed(subscriptions_of(facade)):
+                self._collect(errors, "a disposer", lambda d=disposable: d.dispose())
+            try:
+                gate.dispose_all()
+            except Exception as exc:  # host code: report, but keep going
+                _log.warning("dispose_all of plugin '%s' failed: %s", self.source.plugin_id, exc)
+                errors.append(PluginError(self.source.plugin_id, f"host clean-up failed: {exc}"))
+
+        try:
+            await self._enter(body)
+        except PluginError as exc:
+            errors.append(exc)
+        if errors:
+            first = errors[0]
+            if len(errors) == 1:
+                raise first
+            raise type(first)(
+                self.source.plugin_id,
+                f"{len(errors)} errors during deactivate; first: {first.reason}",
+                file=first.file,
+                line=first.line,
+                column=first.column,
+                plugin_traceback=first.plugin_traceback,
+            )
+
+    async def close(self) -> None:
+        """Stop the worker thread (without waiting for a stuck one) and
+        drop the plugin's objects. Idempotent; never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        self._ctx = self._gate = None
+        self._activate_fn = self._deactivate_fn = None
+        # Poisoning closes the budget for good: any plugin code that still
+        # runs (a stuck thread coming back, a finaliser) is interrupted.
+        self._sandbox.budget.poison()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # -- loading -----------------------------------------------------------------
+
+    async def _load(self) -> None:
+        source = self.source
+        loop = asyncio.get_running_loop()
+        code = await loop.run_in_executor(self._executor, self._read_and_compile)
+        await self._enter(lambda: self._sandbox.run_module(code))
+        namespace = self._sandbox.globals
+        activate = namespace.get("activate")
+        if activate is None or not callable(activate):
+            raise PluginError(
+                source.plugin_id,
+                f"{source.display_file} does not define a callable activate(ctx)",
+                file=source.display_file,
+            )
+        deactivate = namespace.get("deactivate")
+        if deactivate is not None and not callable(deactivate):
+            raise PluginError(
+                source.plugin_id,
+                f"{source.display_file}: deactivate is defined but not callable",
+                file=source.display_file,
+            )
+        self._activate_fn, self._deactivate_fn = activate, deactivate
+
+    def _read_and_compile(self) -> Any:
+        """Runs in the worker thread: reading and compiling are host work,
+        but can take a while for a large file."""
+        code, self._reporter = compile_source(self.source)
+        return code
+
+    # -- entries -------------------------------------------------------------------------
+
+    async def _enter(self, body: Callable[[], Any]) -> Any:
+        """Run ``body`` as one budgeted entry in the worker thread."""
+        if self._closed:
+            raise LifecycleError(f"plugin '{self.source.plugin_id}' is closed")
+        if self._poisoned:
+            raise self._stopped_error()
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        lock = self._lock
+        await lock.acquire()
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self._executor, self._run_entry, body)
+        except BaseException:
+            lock.release()
+            raise
+        # The lock is released when the thread is done, not when this task
+        # stops waiting: a cancelled or timed-out waiter must not let a second
+        # entry queue up behind a thread that is still running plugin code.
+        future.add_done_callback(lambda _f: lock.release())
+        try:
+            value, error = await asyncio.wait_for(asyncio.shield(future), self._timeout_s + self._grace_s)
+        except asyncio.TimeoutError:
+            self._poison()
+            raise BudgetExceededError(
+                self.source.plugin_id,
+                f"plugin did not return within its time budget of {self._timeout_ms} ms plus "
+                f"{self._grace_s:g} s grace (stuck in a call the sandbox cannot interrupt); "
+                "the plugin has been stopped",
+                file=self.source.display_file,
+            ) from None
+        if error is not None:
+            raise error
+        return value
+
+    def _run_entry(self, body: Callable[[], Any]) -> tuple[Any, PluginError | None]:
+        """Worker thread: open the budget, run, translate any failure while
+        still inside the budget, close the budget, then judge it."""
+        budget = self._sandbox.budget
+        budget.start(self._timeout_s)
+        try:
+            try:
+                value = body()
+            except BaseException as exc:  # noqa: BLE001 - SystemExit & co. must not escape either
+                return None, self._translate(exc)
+        finally:
+            exceeded = budget.stop()
+        if exceeded:
+            return None, self._reporter_or_default().timeout(self._timeout_ms)
+        return value, None
+
+    def _collect(self, errors: list[PluginError], what: str, fn: Callable[..., Any], *args: Any) -> None:
+        """Worker thread, inside an entry: call plugin code, translating and
+        logging a failure instead of raising it."""
+        try:
+            fn(*args)
+        except BaseException as exc:  # noqa: BLE001
+            error = self._translate(exc)
+            _log.warning("plugin '%s': %s failed: %s", self.source.plugin_id, what, error.reason)
+            errors.append(error)
+
+    def _translate(self, exc: BaseException) -> PluginError:
+        budget = self._sandbox.budget
+        over = budget.overdue
+        if not over:
+            budget.grant(_FORMAT_GRACE_S)
+        return self._reporter_or_default().describe(exc, over_budget=over, timeout_ms=self._timeout_ms)
+
+    def _reporter_or_default(self) -> Reporter:
+        if self._reporter is None:
+            self._reporter = Reporter(self.source.plugin_id, self.source.display_file, "", [])
+        return self._reporter
+
+    def _poison(self) -> None:
+        self._poisoned = True
+        self._sandbox.budget.poison()
+        _log.error(
+            "plugin '%s' did not return within %d ms + %.1f s; it is stopped and its thread abandoned",
+            self.source.plugin_id, self._timeout_ms, self._grace_s,
+        )
+
+    def _stopped_error(self) -> BudgetExceededError:
+        return BudgetExceededError(
+            self.source.plugin_id,
+            "plugin is stopped: an earlier call did not return within its time budget",
+            file=self.source.display_file,
+        )
+
+
+__all__ = ["DEFAULT_GRACE_S", "LoadedPythonPlugin", "PythonRuntime"]
