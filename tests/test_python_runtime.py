@@ -639,3 +639,43 @@ def test_load_runs_the_top_level_under_the_budget(tmp_path):
     assert excinfo.value.line in (1, 2)
     time.sleep(0.05)
     assert plugin_threads("demo") == []
+
+
+def test_deep_c_recursion_does_not_crash_the_host(tmp_path):
+    """Hashing a tuple nested a million deep recurses in C with no recursion
+    check; on a default thread stack it kills the process (SIGSEGV). Plugin
+    threads get a stack large enough for what a budget can build."""
+    import subprocess
+    import sys
+    import textwrap
+
+    plugin = tmp_path / "plugins" / "deep-tuple"
+    plugin.mkdir(parents=True)
+    (plugin / "plugin.json").write_text(
+        '{"schemaVersion": 1, "id": "deep-tuple", "name": "d", "version": "1.0.0", '
+        '"runtime": "python", "limits": {"timeoutMs": 4000}}'
+    )
+    (plugin / "plugin.py").write_text(textwrap.dedent("""
+        def activate(ctx):
+            t = ()
+            for i in range(1000000):
+                t = (t,)
+            ctx.log.info("hash " + str(hash(t) != 0))
+            seen = {t: 1}
+            ctx.log.info("dict " + str(len(seen)))
+    """))
+    host_script = textwrap.dedent(f"""
+        import asyncio, logging, sys
+        logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+        from hostrt import Host, HostPolicy
+        async def main():
+            async with Host({str(tmp_path / "plugins")!r}) as host:
+                await host.discover()
+                record = await host.activate("deep-tuple")
+                print("STATE", record.state.value, record.error)
+        asyncio.run(main())
+    """)
+    out = subprocess.run([sys.executable, "-c", host_script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"host died with {out.returncode}: {out.stderr[-2000:]}"
+    assert "hash True" in out.stdout and "dict 1" in out.stdout
+    assert "STATE active" in out.stdout

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -49,9 +50,28 @@ from .pysandbox import (
     compile_plugin,
     subscriptions_of,
 )
-from .pysandbox.limits import MAX_SOURCE_CHARS
+from .pysandbox.limits import MAX_SOURCE_CHARS, PLUGIN_THREAD_STACK_BYTES
 
 _log = logging.getLogger("hostrt.runtime.python")
+_stack_size_lock = threading.Lock()
+
+
+def _worker(plugin_id: str) -> ThreadPoolExecutor:
+    """A one-thread executor whose thread has a large C stack (see
+    :data:`PLUGIN_THREAD_STACK_BYTES`). ``threading.stack_size`` is process
+    wide, so it is changed only while this thread is being started."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hostrt-py-{plugin_id}")
+    with _stack_size_lock:
+        previous = threading.stack_size()
+        try:
+            threading.stack_size(PLUGIN_THREAD_STACK_BYTES)
+        except (ValueError, RuntimeError):  # platform refuses: keep the default
+            _log.warning("cannot enlarge plugin thread stacks; deep C recursion may crash the host")
+        try:
+            executor.submit(threading.get_ident).result()  # starts the one worker now
+        finally:
+            threading.stack_size(previous)
+    return executor
 
 #: Default extra time the awaiting side allows past an entry's budget before
 #: it gives up on the thread (layer 3 above).
@@ -123,7 +143,7 @@ class LoadedPythonPlugin(LoadedPlugin):
         self._timeout_ms = max(1, int(source.limits.timeout_ms))
         self._timeout_s = self._timeout_ms / 1000
         self._grace_s = grace_s
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hostrt-py-{source.plugin_id}")
+        self._executor = _worker(source.plugin_id)
         self._sandbox = Sandbox(source.plugin_id)
         self._reporter: Reporter | None = None
         self._lock: asyncio.Lock | None = None

@@ -95,3 +95,12 @@ def items_message(count: int, limit: int = MAX_ITEMS, what: str = "sequence") ->
 def bytes_message(count: int, limit: int = MAX_BYTES, what: str = "result") -> str:
     """The refusal message for a string or bytes object that would be too long."""
     return f"{what} of {count} characters exceeds the plugin limit of {limit}"
+
+#: Virtual stack size of each plugin worker thread. Some CPython C code
+#: recurses without a recursion check (hashing a tuple nested millions deep,
+#: nested iterator chains) and overflows the C stack, killing the whole
+#: process. Plugin code can build such a structure at a few million levels
+#: per second, so the stack is sized for the longest budget the host allows
+#: (5 s at the default policy: about 20 million levels needs about 2 GiB).
+#: Only pages actually touched use memory; the rest is address space.
+PLUGIN_THREAD_STACK_BYTES = 4 * 1024 * 1024 * 1024
