@@ -53,12 +53,20 @@ class Capability:
 def parse_capability(text: str) -> Capability:
     """Parse and validate ``name`` or ``name:scope``.
 
+    Results are cached: grants are re-read and re-parsed on every checked call.
+
     Raises :class:`ValueError` with a message that says what is wrong; the
     manifest and grant layers wrap it in their own error types.
     """
-    # Exact str only: a subclass could lie through partition() or __eq__.
+    # Exact str only: a subclass could lie through partition() or __eq__
+    # (and must not reach the cache, which hashes and compares its argument).
     if type(text) is not str:
         raise ValueError(f"capability must be a string, not {type(text).__name__}")
+    return _parse(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse(text: str) -> Capability:
     name, sep, scope = text.partition(":")
     if name not in KNOWN:
         known = ", ".join(sorted(KNOWN))
