@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import importlib.metadata
 import json
+import math
 import os
 import re
 import stat
@@ -26,7 +27,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal, NoReturn, get_args
 
-from jsonschema import Draft202012Validator
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -42,6 +42,14 @@ from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from .capabilities import MAX_SCOPE_LENGTH, is_valid_name, parse_capability
 from .errors import ManifestError, ManifestProblem
+from .jsonvalue import MAX_INT_DIGITS
+from .schemas import (
+    SchemaEvaluationError,
+    UnsafeSchemaError,
+    compile_schema,
+    json_path,
+    schema_problem_locations,
+)
 from .semver import Version, VersionRange
 
 __all__ = [
@@ -85,9 +93,6 @@ RUNTIME_EXTENSIONS: dict[str, tuple[str, ...]] = {
 }
 
 _ID_RE = re.compile(ID_PATTERN)
-_META_VALIDATOR = Draft202012Validator(
-    Draft202012Validator.META_SCHEMA, format_checker=Draft202012Validator.FORMAT_CHECKER
-)
 
 
 def hostrt_version() -> str:
@@ -186,23 +191,44 @@ def _check_name(value: str) -> str:
     return value
 
 
-def _schema_problems(schema: dict[str, Any]) -> list[tuple[Loc, str]]:
-    """Every way ``schema`` breaks the JSON Schema 2020-12 meta-schema (the
-    check ``Draft202012Validator.check_schema`` makes, but all errors)."""
-    found = {(tuple(e.absolute_path), e.message) for e in _META_VALIDATOR.iter_errors(schema)}
-    return sorted(found, key=lambda p: (len(p[0]), tuple(map(str, p[0])), p[1]))
-
-
 def _check_json_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    if problems := _schema_problems(schema):
+    """Every embedded schema goes through :func:`hostrt.schemas.schema_problems`:
+    the meta-schema, local references only, RE2 patterns, size, cycles."""
+    if problems := schema_problem_locations(schema):
         _fail(problems, schema)
     return schema
 
 
-def _single_line(value: str) -> str:
-    if any(unicodedata.category(c) == "Cc" for c in value):
-        raise _invalid("must not contain line breaks or other control characters")
+#: Unicode categories refused in names, authors and descriptions: control
+#: characters (Cc), format characters such as bidi overrides and zero-width
+#: characters (Cf), line and paragraph separators (Zl, Zp) and lone
+#: surrogates (Cs). They forge extra lines in logs and listings, hide or
+#: reorder text ("Evil\u202egnp.exe" shows as "Evilexe.png"), or cannot be
+#: encoded at all.
+_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+
+
+def _plain_text(value: str, *, multiline: bool) -> str:
+    for index, char in enumerate(value):
+        if multiline and char == "\n":
+            continue
+        if unicodedata.category(char) in _REFUSED_CATEGORIES:
+            name = unicodedata.name(char, "")
+            what = f"U+{ord(char):04X}" + (f" ({name})" if name else "")
+            allowed = "only '\\n' line breaks are allowed" if multiline else "it must be a single line"
+            raise _invalid(
+                f"must not contain {what} at index {index}: line breaks, control characters and "
+                f"invisible formatting characters (bidi overrides, zero-width characters) are refused; {allowed}"
+            )
     return value
+
+
+def _single_line(value: str) -> str:
+    return _plain_text(value, multiline=False)
+
+
+def _description_text(value: str | None) -> str | None:
+    return None if value is None else _plain_text(value, multiline=True)
 
 
 def _runtime_for(main: str) -> Runtime | None:
@@ -312,6 +338,11 @@ class EventDecl(_Strict):
     max_payload_bytes: int = Field(DEFAULT_MAX_PAYLOAD_BYTES, ge=1, le=MAX_PAYLOAD_BYTES)
     description: str | None = Field(None, max_length=1000)
 
+    @field_validator("description")
+    @classmethod
+    def _description_is_text(cls, description: str | None) -> str | None:
+        return _description_text(description)
+
 
 class CommandDecl(_Strict):
     """A command the plugin registers, which the host can invoke by name."""
@@ -322,6 +353,11 @@ class CommandDecl(_Strict):
     )
     result_schema: JsonSchema | None = Field(None, description="JSON Schema of the result.")
     description: str | None = Field(None, max_length=1000)
+
+    @field_validator("description")
+    @classmethod
+    def _description_is_text(cls, description: str | None) -> str | None:
+        return _description_text(description)
 
 
 class Dependency(_Strict):
@@ -484,6 +520,11 @@ class Manifest(_Strict):
     def _author_is_text(cls, author: str | None) -> str | None:
         return None if author is None else _single_line(author)
 
+    @field_validator("description")
+    @classmethod
+    def _description_is_text(cls, description: str | None) -> str | None:
+        return _description_text(description)
+
     @field_validator("main")
     @classmethod
     def _main_is_safe(cls, main: str | None) -> str | None:
@@ -584,49 +625,32 @@ def _default_problems(settings: dict[str, Any]) -> list[tuple[Loc, str]]:
     """Check each ``properties.<name>.default`` against its property schema.
 
     The property schema is evaluated inside the whole settings schema so that
-    ``$ref``s to ``#/$defs/...`` resolve.
+    ``$ref``s to ``#/$defs/...`` resolve, with the bounded evaluator of
+    :mod:`hostrt.schemas`.
     """
     properties = settings.get("properties")
     if not isinstance(properties, dict):
         return []
-    root = Draft202012Validator(settings, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    try:
+        compiled = compile_schema(settings)
+    except UnsafeSchemaError:
+        return []  # reported by the schema check
     problems: list[tuple[Loc, str]] = []
     for key, prop in properties.items():
         if not isinstance(prop, dict) or "default" not in prop:
             continue
         loc: Loc = ("properties", key, "default")
         try:
-            errors = list(root.evolve(schema=prop).iter_errors(prop["default"]))
-        except Exception as exc:  # noqa: BLE001 - e.g. an unresolvable $ref; report, don't crash
+            found = compiled.at("properties", key).first_problem(prop["default"])
+        except SchemaEvaluationError as exc:
             problems.append((loc, f"cannot check the default: {exc}"))
             continue
-        problems += [
-            ((*loc, *e.absolute_path), f"default does not match its schema: {e.message}")
-            for e in errors
-        ]
+        if found is not None:
+            problems.append(((*loc, *found[0]), f"default does not match its schema: {found[1]}"))
     return problems
 
 
 # --- turning pydantic errors into manifest problems -------------------------
-
-_IDENTIFIER_RE = re.compile(r"[A-Za-z_$][A-Za-z0-9_$]*")
-
-
-def json_path(loc: Loc) -> str:
-    """``('events', 0, 'schema')`` → ``$.events[0].schema``.
-
-    Keys that are not identifiers use bracket notation: ``$.settings["a b"]``.
-    """
-    parts = ["$"]
-    for part in loc:
-        if isinstance(part, int):
-            parts.append(f"[{part}]")
-        elif _IDENTIFIER_RE.fullmatch(part):
-            parts.append(f".{part}")
-        else:
-            parts.append(f"[{json.dumps(part)}]")
-    return "".join(parts)
-
 
 _EXPECTED = {
     "string_type": "a string",
@@ -724,11 +748,20 @@ def _problems_from(exc: ValidationError) -> list[ManifestProblem]:
 # --- reading and validating -----------------------------------------------
 
 
+#: More values than a 256 KiB file can hold: refused before validation, so
+#: already-parsed data with shared parts cannot make the walk below explode.
+MAX_VALUES = MAX_MANIFEST_BYTES
+
+
 def _too_deep(data: Any) -> ManifestProblem | None:
     # Iterative on purpose: a recursive walk is what this guards against.
     stack: list[tuple[Loc, Any]] = [((), data)]
+    seen = 0
     while stack:
         loc, value = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            return ManifestProblem("$", f"more than {MAX_VALUES} values")
         if len(loc) > MAX_DEPTH:
             return ManifestProblem(json_path(loc), f"nested more than {MAX_DEPTH} levels deep")
         if isinstance(value, dict):
@@ -738,7 +771,14 @@ def _too_deep(data: Any) -> ManifestProblem | None:
     return None
 
 
+def _unexpected(exc: BaseException) -> ManifestProblem:
+    # The type only: the text of an unexpected exception may quote the
+    # manifest at length or carry host paths.
+    return ManifestProblem("$", f"the manifest could not be validated ({type(exc).__name__})")
+
+
 def _validate(data: Any, file: str, problems: list[ManifestProblem]) -> Manifest:
+    """Validate parsed data; every failure, expected or not, is a ManifestError."""
     if not isinstance(data, dict):
         problems.append(ManifestProblem("$", f"a manifest must be a JSON object, got {_describe(data)}"))
         raise ManifestError(file, problems)
@@ -747,7 +787,12 @@ def _validate(data: Any, file: str, problems: list[ManifestProblem]) -> Manifest
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as exc:
-        problems += _problems_from(exc)
+        try:
+            problems += _problems_from(exc)
+        except Exception as inner:  # noqa: BLE001
+            problems.append(_unexpected(inner))
+    except Exception as exc:  # noqa: BLE001 - no input may escape as anything but ManifestError
+        problems.append(_unexpected(exc))
     if problems:
         raise ManifestError(file, problems)
     return manifest
@@ -757,18 +802,62 @@ def validate_manifest(data: dict[str, Any], file: str) -> Manifest:
     """Validate already-parsed manifest data.
 
     Raises :class:`~hostrt.errors.ManifestError` listing every problem, with
-    ``file`` as the file name to report.
+    ``file`` as the file name to report, and nothing else, whatever ``data``
+    holds.
     """
     return _validate(data, file, [])
 
 
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not valid JSON")
+class _Refused:
+    """Stands in for a parsed number or constant that plugin.json may not
+    contain, until its JSON path is known."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _parse_constant(name: str) -> _Refused:
+    return _Refused(f"{name} is not valid JSON")
+
+
+def _parse_float(text: str) -> float | _Refused:
+    value = float(text)
+    if math.isfinite(value):
+        return value
+    # 1e400 would silently become Infinity, which is not a JSON number.
+    shown = text if len(text) <= 40 else text[:40] + "..."
+    sign = "-" if value < 0 else ""
+    return _Refused(f"the number {shown} is too large (it would be {sign}Infinity, which is not valid JSON)")
+
+
+def _parse_int(text: str) -> int | _Refused:
+    digits = len(text) - text.startswith("-")
+    if digits > MAX_INT_DIGITS:
+        return _Refused(f"an integer with {digits} digits is too large (at most {MAX_INT_DIGITS})")
+    return int(text)
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+_SURROGATE = "contains a lone surrogate (an unpaired \\uD800-\\uDFFF escape), which is not Unicode text"
 
 
 def _parse_json(text: str, file: str) -> tuple[Any, list[ManifestProblem]]:
     """Parse JSON text, reporting repeated keys as problems (not errors), so
-    the rest of the manifest is still validated."""
+    the rest of the manifest is still validated.
+
+    Numbers that Python would turn into ``inf``/``nan`` (``1e400``, ``NaN``,
+    ``Infinity``), integers beyond 4300 digits and strings or keys holding
+    lone surrogates are refused with their JSON paths.
+    """
     repeated: dict[int, list[str]] = {}
 
     def build_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -783,30 +872,45 @@ def _parse_json(text: str, file: str) -> tuple[Any, list[ManifestProblem]]:
         raise ManifestError(file, [ManifestProblem("$", message)])
 
     try:
-        data = json.loads(text, object_pairs_hook=build_object, parse_constant=_reject_constant)
+        data = json.loads(
+            text,
+            object_pairs_hook=build_object,
+            parse_constant=_parse_constant,
+            parse_float=_parse_float,
+            parse_int=_parse_int,
+        )
     except json.JSONDecodeError as exc:
         fail(f"invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})")
     except RecursionError:
         fail(f"invalid manifest: nested more than {MAX_DEPTH} levels deep")
     except ValueError as exc:
-        fail(f"invalid JSON: {exc}")
-    if not repeated:
-        return data, []
+        fail(f"invalid JSON: {str(exc)[:200]}")
     # Objects stay alive inside ``data``, so their ids are still unique here.
-    problems = []
+    refused: list[ManifestProblem] = []
+    duplicates: list[ManifestProblem] = []
     stack: list[tuple[Loc, Any]] = [((), data)]
     while stack:
         loc, value = stack.pop()
         if isinstance(value, dict):
-            problems += [
+            duplicates += [
                 ManifestProblem(json_path((*loc, key)), f"duplicate key {key!r}")
                 for key in repeated.get(id(value), [])
             ]
-            stack += [((*loc, key), item) for key, item in value.items()]
+            for key, item in value.items():
+                if _has_surrogate(key):
+                    refused.append(ManifestProblem(json_path((*loc, key)), f"the key {_SURROGATE}"))
+                stack.append(((*loc, key), item))
         elif isinstance(value, list):
             stack += [((*loc, index), item) for index, item in enumerate(value)]
-    problems.sort(key=lambda p: p.json_path)
-    return data, problems
+        elif isinstance(value, _Refused):
+            refused.append(ManifestProblem(json_path(loc), value.message))
+        elif isinstance(value, str) and _has_surrogate(value):
+            refused.append(ManifestProblem(json_path(loc), f"the string {_SURROGATE}"))
+    if refused:
+        # The data holds placeholders now: report, don't validate further.
+        raise ManifestError(file, sorted(refused + duplicates, key=lambda p: p.json_path))
+    duplicates.sort(key=lambda p: p.json_path)
+    return data, duplicates
 
 
 def _resolve_inside(plugin_dir: Path, relative: str, file: str, where: str) -> Path:
@@ -859,7 +963,7 @@ def load_manifest(plugin_dir: Path) -> Manifest:
                 fail(f"{MANIFEST_FILE!r} is not a regular file")
             raw = handle.read(MAX_MANIFEST_BYTES + 1)
     except OSError as exc:
-        fail(f"cannot read {MANIFEST_FILE!r}: {exc.strerror or exc}")
+        fail(f"cannot read {MANIFEST_FILE!r}: {exc.strerror or type(exc).__name__}")
     if len(raw) > MAX_MANIFEST_BYTES:
         fail(f"{MANIFEST_FILE!r} is larger than {MAX_MANIFEST_BYTES} bytes")
     try:
@@ -867,8 +971,13 @@ def load_manifest(plugin_dir: Path) -> Manifest:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         fail(f"{MANIFEST_FILE!r} is not valid UTF-8 (byte {exc.start})")
-    data, problems = _parse_json(text, file)
-    return _validate(data, file, problems)
+    try:
+        data, problems = _parse_json(text, file)
+        return _validate(data, file, problems)
+    except ManifestError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - no input may escape as anything but ManifestError
+        raise ManifestError(file, [_unexpected(exc)]) from None
 
 
 def resolve_main(plugin_dir: Path, manifest: Manifest) -> Path:

@@ -7,12 +7,15 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 import hostrt
@@ -187,7 +190,7 @@ BAD = [
         "$.commands[0].paramsSchema.properties.n.minimum", "'x' is not of type 'number'"),
     Bad("invalid regex in result schema",
         manifest(commands=[{"name": "go", "resultSchema": {"pattern": "("}}]),
-        "$.commands[0].resultSchema.pattern", "is not a 'regex'"),
+        "$.commands[0].resultSchema.pattern", "invalid regular expression"),
     Bad("duplicate command", manifest(commands=[{"name": "go"}, {"name": "go"}]),
         "$.commands[1].name", "duplicate command 'go'"),
     Bad("maxPayloadBytes 0", manifest(events=[{"name": "a", "maxPayloadBytes": 0}]),
@@ -268,7 +271,7 @@ BAD = [
     Bad("invalid JSON", '{\n  "id": "a",\n  "name" "b"\n}', "$",
         "invalid JSON: Expecting ':' delimiter (line 3, column 10)"),
     Bad("trailing comma", '{"id": "abc",}', "$", "invalid JSON"),
-    Bad("NaN is not JSON", '{"schemaVersion": NaN}', "$", "NaN is not valid JSON"),
+    Bad("NaN is not JSON", '{"schemaVersion": NaN}', "$.schemaVersion", "NaN is not valid JSON"),
     Bad("empty file", "", "$", "invalid JSON"),
     Bad("not UTF-8", b'{"name": "caf\xe9"}', "$", "not valid UTF-8"),
     Bad("too large", " " * (256 * 1024) + "{}", "$", "larger than 262144 bytes"),
@@ -577,3 +580,249 @@ def test_model_accepts_only_json_names() -> None:
     snake = manifest(schemaVersion=DELETE, schema_version=1)
     with pytest.raises(ValidationError):
         Manifest.model_validate(snake)
+
+
+# --- hostile manifests -------------------------------------------------------------
+#
+# Everything below is written as an attacker who has read hostrt's source would
+# write plugin.json. Work that would hang without a protection runs in a thread
+# joined with a generous timeout.
+
+
+def finishes(work: Any, timeout: float = 20.0) -> Any:
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"still running after {timeout} s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]
+
+
+def rejected(tmp_path: Path, content: dict[str, Any] | str | bytes) -> dict[str, str]:
+    folder = write_plugin(tmp_path / "plugin", content)
+    with pytest.raises(ManifestError) as info:
+        finishes(lambda: load_manifest(folder))
+    return problems_of(info.value)
+
+
+def settings_with(prop: dict[str, Any]) -> dict[str, Any]:
+    return manifest(settings={"type": "object", "properties": {"name": prop}})
+
+
+#: (where the schema goes, the JSON path of its root)
+SCHEMA_SITES = [
+    (lambda s: manifest(settings={**s, "type": "object"}), "$.settings"),
+    (lambda s: manifest(events=[{"name": "a.b", "schema": s}]), "$.events[0].schema"),
+    (lambda s: manifest(commands=[{"name": "go", "paramsSchema": s}]), "$.commands[0].paramsSchema"),
+    (lambda s: manifest(commands=[{"name": "go", "resultSchema": s}]), "$.commands[0].resultSchema"),
+]
+
+HOSTILE_SCHEMAS = [
+    ({"type": "string", "pattern": "a{4294967296}"}, ".pattern", "repetition count"),
+    ({"type": "string", "pattern": "(" * 1200 + ")" * 1200}, ".pattern", "nested more than"),
+    ({"type": "string", "pattern": "(?=x)"}, ".pattern", "RE2"),
+    ({"patternProperties": {"(a)\\1": {}}}, '.patternProperties["(a)\\\\1"]', "RE2"),
+    ({"$ref": "file:///etc/passwd"}, ".$ref", "only references inside this schema"),
+    ({"$ref": "http://127.0.0.1:9/x"}, ".$ref", "only references inside this schema"),
+    ({"$dynamicRef": "#nothing"}, ".$dynamicRef", "does not resolve"),
+    ({"allOf": [{"$ref": "#/allOf/0"}]}, ".allOf[0].$ref", "reference cycle"),
+    ({"$schema": "http://json-schema.org/draft-04/schema#"}, ".$schema", "draft 2020-12"),
+    ({"properties": {"a": {"$schema": "https://json-schema.org/draft/2020-12/schema"}}}, ".properties.a.$schema",
+     "only allowed at the root"),
+    ({"$id": "https://evil.example/"}, ".$id", "$id may only be '#'"),
+    ({"description": "x" * 70_000}, "", "larger than 65536 bytes"),
+]
+
+
+@pytest.mark.parametrize("site, root", SCHEMA_SITES, ids=["settings", "event", "params", "result"])
+@pytest.mark.parametrize("schema, suffix, fragment", HOSTILE_SCHEMAS, ids=lambda v: repr(v)[:30])
+def test_every_embedded_schema_goes_through_the_schema_rules(
+    tmp_path: Path, site: Any, root: str, schema: Any, suffix: str, fragment: str
+) -> None:
+    found = rejected(tmp_path, site(schema))
+    where = root + suffix
+    assert where in found, found
+    assert fragment in found[where]
+
+
+def test_settings_root_schema_may_name_draft_2020_12_but_nothing_else(tmp_path: Path) -> None:
+    ok = manifest(settings={"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object"})
+    assert validate_manifest(ok, "x").settings is not None
+    found = rejected(tmp_path, manifest(settings={"$schema": "http://json-schema.org/draft-07/schema#", "type": "object"}))
+    assert "$.settings.$schema" in found
+
+
+def test_settings_pattern_problem_is_reported_at_its_json_path(tmp_path: Path) -> None:
+    found = rejected(tmp_path, settings_with({"type": "string", "pattern": "a{4294967296}", "default": "a"}))
+    assert list(found) == ["$.settings.properties.name.pattern"]
+
+
+def test_a_catastrophic_default_check_is_quick(tmp_path: Path) -> None:
+    found = rejected(tmp_path, settings_with({"type": "string", "pattern": "^(a+)+$", "default": "a" * 5000 + "b"}))
+    assert "does not match" in found["$.settings.properties.name.default"]
+
+
+def test_quadratic_default_check_is_quick(tmp_path: Path) -> None:
+    default = [{"a": i} for i in range(5000)] + [{"a": 0}]
+    found = rejected(tmp_path, settings_with({"type": "array", "uniqueItems": True, "default": default}))
+    assert "non-unique" in found["$.settings.properties.name.default"]
+
+
+def test_host_files_are_never_read_for_defaults(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"const": "TOPSECRET"}))
+    found = rejected(tmp_path, settings_with({"$ref": secret.as_uri(), "default": "guess"}))
+    assert "TOPSECRET" not in json.dumps(found)
+    assert "$.settings.properties.name.$ref" in found
+
+
+@pytest.mark.parametrize(
+    "raw, path, fragment",
+    [
+        ('"default": 1e400', "$.settings.properties.name.default", "too large"),
+        ('"default": -1e400', "$.settings.properties.name.default", "-Infinity"),
+        ('"default": 123456789e999999', "$.settings.properties.name.default", "too large"),
+        ('"default": NaN', "$.settings.properties.name.default", "NaN is not valid JSON"),
+        ('"default": -Infinity', "$.settings.properties.name.default", "-Infinity is not valid JSON"),
+        ('"default": ' + "9" * 5000, "$.settings.properties.name.default", "5000 digits"),
+        ('"default": "a\\ud800b"', "$.settings.properties.name.default", "lone surrogate"),
+        ('"default": {"\\udc00": 1}', '$.settings.properties.name.default["\\udc00"]', "lone surrogate"),
+    ],
+    ids=lambda v: repr(v)[:30],
+)
+def test_numbers_and_strings_python_would_mangle_are_refused_with_their_path(
+    tmp_path: Path, raw: str, path: str, fragment: str
+) -> None:
+    text = json.dumps(settings_with({"default": 0})).replace('"default": 0', raw)
+    found = rejected(tmp_path, text)
+    assert path in found, found
+    assert fragment in found[path]
+
+
+def test_small_numbers_underflowing_to_zero_are_fine(tmp_path: Path) -> None:
+    text = json.dumps(settings_with({"type": "number", "default": 0})).replace('"default": 0', '"default": 1e-400')
+    folder = write_plugin(tmp_path / "plugin", text)
+    assert load_manifest(folder).settings["properties"]["name"]["default"] == 0.0
+
+
+INVISIBLE = {
+    "LS": "\u2028", "PS": "\u2029", "RLO": "\u202e", "LRI": "\u2066", "ZWSP": "\u200b", "ZWJ": "\u200d",
+    "BOM": "\ufeff", "NEL": "\x85", "CR": "\r", "TAB": "\t", "ESC": "\x1b", "NUL": "\x00", "DEL": "\x7f",
+    "soft-hyphen": "\xad",
+}
+
+
+@pytest.mark.parametrize("char", list(INVISIBLE.values()), ids=list(INVISIBLE))
+@pytest.mark.parametrize("field", ["name", "author", "description"])
+def test_text_fields_refuse_invisible_and_line_breaking_characters(tmp_path: Path, char: str, field: str) -> None:
+    found = rejected(tmp_path, manifest(**{field: f"Evil{char}gnp.exe"}))
+    assert f"$.{field}" in found
+    assert f"U+{ord(char):04X}" in found[f"$.{field}"]
+
+
+@pytest.mark.parametrize("char", ["\r", "\u2028", "\u202e", "\t"], ids=repr)
+def test_event_and_command_descriptions_follow_the_same_rule(tmp_path: Path, char: str) -> None:
+    found = rejected(tmp_path, manifest(events=[{"name": "a.b", "description": f"x{char}y"}],
+                                        commands=[{"name": "go", "description": f"x{char}y"}]))
+    assert {"$.events[0].description", "$.commands[0].description"} <= set(found)
+
+
+def test_descriptions_may_have_line_feeds_names_may_not(tmp_path: Path) -> None:
+    ok = validate_manifest(manifest(description="line one\nline two", name="Caf\u00e9 \u2603 \U0001F600"), "x")
+    assert ok.description == "line one\nline two"
+    found = rejected(tmp_path, manifest(author="Jane\nDoe"))
+    assert "single line" in found["$.author"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"settings": {"type": "object", "properties": {"x": {"type": "string", "pattern": "a{4294967296}"}}}},
+        {"events": [{"name": "a.b", "schema": {"type": "string", "pattern": "(" * 1200 + ")" * 1200}}]},
+    ],
+    ids=["overflow", "recursion"],
+)
+def test_patterns_python_re_would_crash_on_are_manifest_errors(tmp_path: Path, extra: dict[str, Any]) -> None:
+    assert rejected(tmp_path, manifest(**extra))
+
+
+def test_unexpected_failures_inside_validation_are_manifest_errors(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import hostrt.manifest as module
+
+    def explode(schema: Any) -> Any:
+        raise OverflowError("boom with a /secret/host/path")
+
+    monkeypatch.setattr(module, "schema_problem_locations", explode)
+    found = rejected(tmp_path, manifest(events=[{"name": "a.b", "schema": {}}]))
+    assert found == {"$": "the manifest could not be validated (OverflowError)"}
+    with pytest.raises(ManifestError):
+        validate_manifest(manifest(events=[{"name": "a.b", "schema": {}}]), "x")
+
+
+def test_shared_python_data_cannot_make_validation_explode() -> None:
+    node: Any = {}
+    for _ in range(60):
+        node = {"a": node, "b": node}  # 2**60 paths through 61 dicts
+    with pytest.raises(ManifestError, match="more than"):
+        finishes(lambda: validate_manifest(manifest(settings=node), "x"))
+    with pytest.raises(ManifestError):
+        validate_manifest(manifest(settings={"type": "object", "properties": {"x": {"default": float("inf")}}}), "x")
+
+
+# Random manifests: hostile values in every field, hostile schemas, random bytes.
+
+json_leaves = (
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+    | st.sampled_from(["", "1.0.0", "^1", "storage", "events.publish:*", "plugin.py", "python", "a.b", "#", "#/$defs/a",
+                       "file:///etc/passwd", "(a+)+$", "a{4294967296}", "\ud800", "\u202e", "1e400"])
+)
+json_like = st.recursive(
+    json_leaves,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["type", "properties", "pattern", "$ref", "default", "items", "allOf", "name", "id", "x",
+                         "$defs", "patternProperties", "uniqueItems", "required", "enum", "$id", "$schema"])
+        | st.text(max_size=6), children, max_size=5),
+    max_leaves=25,
+)
+FIELDS = ["schemaVersion", "id", "name", "version", "description", "author", "main", "runtime", "apiVersion",
+          "engines", "capabilities", "events", "commands", "settings", "relationships", "load", "limits", "$schema"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=5), json_like, max_size=5),
+       schema=json_like)
+def test_random_manifests_only_ever_raise_manifest_errors(tmp_path: Path, changes: dict[str, Any], schema: Any) -> None:
+    data = {**copy.deepcopy(EXAMPLE), "settings": {"type": "object", "properties": {"x": schema}}, **changes}
+    for target in (data, {**data, "events": [{"name": "a.b", "schema": schema}]}):
+        try:
+            text = json.dumps(target)
+        except (TypeError, ValueError):
+            continue
+        folder = write_plugin(tmp_path / "fuzz", text)
+        try:
+            load_manifest(folder)
+        except ManifestError:
+            pass
+        try:
+            validate_manifest(target, "x")
+        except ManifestError:
+            pass
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=300) | st.text(max_size=300).map(lambda t: t.encode("utf-8", "surrogatepass")))
+def test_random_bytes_only_ever_raise_manifest_errors(tmp_path: Path, raw: bytes) -> None:
+    folder = write_plugin(tmp_path / "fuzz", raw)
+    try:
+        load_manifest(folder)
+    except ManifestError:
+        pass
