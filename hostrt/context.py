@@ -21,7 +21,7 @@ from typing import Any
 
 from . import jsonvalue
 from .capabilities import Capability
-from .errors import HostrtError, LifecycleError, StorageError
+from .errors import HostrtError, LifecycleError, QuotaExceededError, StorageError
 from .grants import GrantManager
 from .keys import KEY_RE, describe_key
 from .settings import SettingsSchema, check_setting_name, read_settings, write_setting
@@ -176,7 +176,15 @@ class ActivationContext:
         self._enter(STORAGE)
         key = self._check_key(key)
         quota = self._limits.storage_quota_bytes
-        text = _encode(value, f"storage value for '{key}'", StorageError, quota)
+        try:
+            text = jsonvalue.encode(value, max_bytes=quota)
+        except jsonvalue.JSONTooLargeError:
+            raise QuotaExceededError(
+                f"storage quota exceeded for plugin '{self._id}': the value for '{key}' alone "
+                f"is larger than the quota of {quota} bytes"
+            ) from None
+        except jsonvalue.JSONValueError as exc:
+            raise StorageError(f"storage value for '{key}' refused: {exc}") from None
         self._store.kv_set(self._id, key, text, quota_bytes=quota)
 
     def storage_delete(self, key: str) -> bool:
@@ -233,11 +241,8 @@ class ActivationContext:
 
 def _encode(value: Any, what: str, error: type[HostrtError], max_bytes: int, *, path: str = "$") -> str:
     """Plain-JSON text of ``value``, refused with ``error`` if it is not
-    JSON or larger than ``max_bytes``."""
+    JSON or larger than ``max_bytes`` (checked before any text is built)."""
     try:
-        text = jsonvalue.encode(value, path=path)
+        return jsonvalue.encode(value, path=path, max_bytes=max_bytes)
     except jsonvalue.JSONValueError as exc:
-        raise error(f"{what} is not JSON: {exc}") from None
-    if jsonvalue.size_bytes(text) > max_bytes:
-        raise error(f"{what} is larger than {max_bytes} bytes")
-    return text
+        raise error(f"{what} refused: {exc}") from None

@@ -84,6 +84,10 @@ class JSONValueError(ValueError):
         self.reason = reason or message
 
 
+class JSONTooLargeError(JSONValueError):
+    """The value is plain JSON but its text would exceed ``max_bytes``."""
+
+
 def format_path(prefix: str, loc: Loc) -> str:
     """``("a", 0, "b c")`` under ``"$"`` → ``$.a[0]["b c"]``.
 
@@ -243,7 +247,7 @@ def _check(
         else:
             raise fail(f"{_describe_type(kind)} is not a JSON value")
         if max_bytes is not None and size > max_bytes:
-            raise JSONValueError(
+            raise JSONTooLargeError(
                 f"{path}: value is larger than {max_bytes} bytes as JSON",
                 reason=f"value is larger than {max_bytes} bytes as JSON",
             )

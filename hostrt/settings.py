@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonschema
-
 from . import jsonvalue
 from .errors import SettingsError
 from .keys import KEY_RE, describe_key
+from .schemas import SchemaEvaluationError, UnsafeSchemaError, compile_schema
 from .store import Store
 
 #: Largest single setting value, as compact JSON.
@@ -33,7 +32,12 @@ class SettingsSchema:
     def __init__(self, schema: dict[str, Any] | None) -> None:
         self.declared = schema is not None
         self.schema = schema if schema is not None else {"type": "object", "additionalProperties": False}
-        self._validator = jsonschema.Draft202012Validator(self.schema)
+        # The manifest already refused unsafe schemas; compiling through the
+        # same module keeps evaluation bounded (re2 patterns, no retrieval).
+        try:
+            self._compiled = compile_schema(self.schema)
+        except UnsafeSchemaError as exc:
+            raise SettingsError(f"settings schema refused: {exc}") from None
         properties = self.schema.get("properties") or {}
         self.defaults = {
             key: jsonvalue.copy(spec["default"])
@@ -52,11 +56,10 @@ class SettingsSchema:
 
     def first_error(self, document: dict[str, Any]) -> str | None:
         """The most relevant problem with ``document`` as ``$.path: message``."""
-        error = jsonschema.exceptions.best_match(self._validator.iter_errors(document))
-        if error is None:
-            return None
-        path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
-        return f"${path}: {error.message}"
+        try:
+            return self._compiled.first_error(document)
+        except (SchemaEvaluationError, UnsafeSchemaError) as exc:
+            raise SettingsError(f"settings schema cannot be evaluated: {exc}") from None
 
 
 def check_setting_name(plugin_id: str, schema: SettingsSchema, key: Any) -> str:
@@ -85,11 +88,9 @@ def write_setting(store: Store, plugin_id: str, schema: SettingsSchema, key: Any
     """
     key = check_setting_name(plugin_id, schema, key)
     try:
-        text = jsonvalue.encode(value, path=f"$.{key}")
+        text = jsonvalue.encode(value, path=f"$.{key}", max_bytes=MAX_SETTING_BYTES)
     except jsonvalue.JSONValueError as exc:
-        raise SettingsError(f"setting '{key}' of plugin '{plugin_id}' is not JSON: {exc}") from None
-    if jsonvalue.size_bytes(text) > MAX_SETTING_BYTES:
-        raise SettingsError(f"setting '{key}' of plugin '{plugin_id}' is larger than {MAX_SETTING_BYTES} bytes")
+        raise SettingsError(f"setting '{key}' of plugin '{plugin_id}' refused: {exc}") from None
 
     def check(stored: dict[str, Any]) -> None:
         if jsonvalue.size_bytes(jsonvalue.encode(stored)) > MAX_SETTINGS_BYTES:

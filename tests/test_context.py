@@ -84,7 +84,7 @@ def test_storage_is_isolated_between_plugins(alpha, beta, store):
     "value", [object(), {1: "int key"}, float("nan"), {"a": {1, 2}}, b"bytes", type("S", (str,), {})("sub")]
 )
 def test_non_json_values_are_refused(alpha, value):
-    with pytest.raises(StorageError, match="not JSON"):
+    with pytest.raises(StorageError, match=r"refused: \$.*(is not a JSON|keys must be strings)"):
         alpha.storage_set("k", value)
     assert alpha.storage_keys() == []
 
@@ -211,7 +211,7 @@ def test_log_escapes_forged_lines_and_control_characters(alpha, caplog):
         ("info", 5, None, "must be a string"),
         ("info", "m", ["not", "an", "object"], "must be an object"),
         ("info", "m", {"big": "x" * 9000}, "larger than 8192 bytes"),
-        ("info", "m", {"bad": object()}, "not JSON"),
+        ("info", "m", {"bad": object()}, "is not a JSON value"),
     ],
 )
 def test_log_refuses_malformed_calls(alpha, level, message, fields, fragment):
