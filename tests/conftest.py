@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +48,23 @@ def plugins_dir(tmp_path: Path) -> Path:
     d = tmp_path / "plugins"
     d.mkdir()
     return d
+
+
+def finishes(work: Any, timeout: float = 20.0) -> Any:
+    """Run ``work`` in a thread; fail (instead of hanging) if it does not
+    return in time. Returns its result or re-raises its exception."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), f"still running after {timeout} s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

@@ -16,23 +16,7 @@ from hypothesis import strategies as st
 from hostrt import jsonvalue
 from hostrt.jsonvalue import MAX_INT_DIGITS, JSONValueError, check, copy, encode, encoded_size
 
-
-def finishes(work: Any, timeout: float = 20.0) -> Any:
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = work()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    assert not thread.is_alive(), f"still running after {timeout} s"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
+from conftest import finishes
 
 
 def reference(value: Any) -> str:

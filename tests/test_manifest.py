@@ -30,6 +30,8 @@ from hostrt.manifest import (
     validate_manifest,
 )
 
+from conftest import finishes
+
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = ROOT / "docs" / "plugin.schema.json"
 
@@ -587,24 +589,6 @@ def test_model_accepts_only_json_names() -> None:
 # Everything below is written as an attacker who has read hostrt's source would
 # write plugin.json. Work that would hang without a protection runs in a thread
 # joined with a generous timeout.
-
-
-def finishes(work: Any, timeout: float = 20.0) -> Any:
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = work()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    assert not thread.is_alive(), f"still running after {timeout} s"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
 
 
 def rejected(tmp_path: Path, content: dict[str, Any] | str | bytes) -> dict[str, str]:

@@ -37,27 +37,9 @@ from hostrt.schemas import (
     schema_problems,
 )
 
+from conftest import finishes
+
 TIMEOUT = 20.0
-
-
-def finishes(work: Callable[[], Any], timeout: float = TIMEOUT) -> Any:
-    """Run ``work`` in a thread; fail (instead of hanging) if it does not
-    return in time. Returns its result or re-raises its exception."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = work()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    assert not thread.is_alive(), f"still running after {timeout} s"
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["value"]
 
 
 def paths(schema: Any) -> dict[str, str]:
