@@ -25,6 +25,7 @@ import stat
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
+from collections.abc import Callable
 from typing import Annotated, Any, Literal, NoReturn, get_args
 
 from pydantic import (
@@ -158,28 +159,22 @@ def _check_id(value: str) -> str:
     return value
 
 
-def _check_version(value: str) -> str:
-    try:
-        Version.parse(value)
-    except ValueError as exc:
-        raise _invalid(str(exc)) from None
-    return value
+def _parsed_by(parse: Callable[[str], Any]) -> Callable[[str], str]:
+    """A field check that accepts what ``parse`` accepts, with its message."""
+
+    def check(value: str) -> str:
+        try:
+            parse(value)
+        except ValueError as exc:
+            raise _invalid(str(exc)) from None
+        return value
+
+    return check
 
 
-def _check_range(value: str) -> str:
-    try:
-        VersionRange.parse(value)
-    except ValueError as exc:
-        raise _invalid(str(exc)) from None
-    return value
-
-
-def _check_capability(value: str) -> str:
-    try:
-        parse_capability(value)
-    except ValueError as exc:
-        raise _invalid(str(exc)) from None
-    return value
+_check_version = _parsed_by(Version.parse)
+_check_range = _parsed_by(VersionRange.parse)
+_check_capability = _parsed_by(parse_capability)
 
 
 def _check_name(value: str) -> str:

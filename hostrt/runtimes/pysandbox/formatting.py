@@ -407,24 +407,21 @@ def _fast_args_ok(fields: tuple[Any, ...], args: tuple[Any, ...], kwargs: dict[s
             value = kwargs[ref]
         else:
             return False
-        t = type(value)
-        if t is str:
-            if len(value) > _FAST_ARG_CHARS:
-                return False
-        elif t not in _SMALL_PRIMITIVES or (t is int and int.bit_length(value) > 4096):
+        if not _small(value):
             return False
     return True
+
+
+def _small(value: Any) -> bool:
+    """A value the fast formatting path may render without size checks."""
+    t = type(value)
+    if t is str:
+        return len(value) <= _FAST_ARG_CHARS
+    return t in _SMALL_PRIMITIVES and not (t is int and int.bit_length(value) > 4096)
 
 
 def _fast_percent_values(values: Any) -> bool:
     items = values if type(values) is tuple else (values,)
     if len(items) > _FAST_FIELDS:
         return False
-    for value in items:
-        t = type(value)
-        if t is str:
-            if len(value) > _FAST_ARG_CHARS:
-                return False
-        elif t not in _SMALL_PRIMITIVES or (t is int and int.bit_length(value) > 4096):
-            return False
-    return True
+    return all(_small(value) for value in items)
