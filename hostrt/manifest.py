@@ -23,9 +23,9 @@ import os
 import re
 import stat
 import unicodedata
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from collections.abc import Callable
 from typing import Annotated, Any, Literal, NoReturn, get_args
 
 from pydantic import (
