@@ -621,9 +621,11 @@ def test_another_plugins_storage_is_unreachable(tmp_path, planted):
 
 def test_facade_objects_cannot_be_constructed_or_subclassed(tmp_path, planted):
     outcome = run(tmp_path, activate_body("fake = type(ctx.storage)(None, None, None)\nfake.get('x')"), store=planted)
-    assert_refused(outcome, PluginError, "cannot create ctx objects")
+    assert_refused(outcome, SandboxViolationError, "cannot create 'Storage' objects")
     outcome = run(tmp_path, activate_body("class Mine(type(ctx.storage)):\n    pass"), store=planted)
     assert_refused(outcome, SandboxViolationError, "cannot subclass 'Storage'")
+    outcome = run(tmp_path, activate_body("ctx.log.info(str(type(ctx.storage).get))"), store=planted)
+    assert_refused(outcome, PluginError, "has no attribute 'get'")
 
 
 def test_dynamic_classes_and_metaclasses_are_refused(tmp_path, planted):

@@ -30,6 +30,7 @@ Time is bounded in three layers:
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -48,9 +49,10 @@ from .pysandbox import (
     Sandbox,
     build_context,
     compile_plugin,
+    release_subscriptions,
     subscriptions_of,
 )
-from .pysandbox.limits import MAX_SOURCE_CHARS, PLUGIN_THREAD_STACK_BYTES
+from .pysandbox.limits import COMPILE_TIMEOUT_S, MAX_SOURCE_CHARS, PLUGIN_THREAD_STACK_BYTES
 
 _log = logging.getLogger("hostrt.runtime.python")
 _stack_size_lock = threading.Lock()
@@ -181,7 +183,7 @@ class LoadedPythonPlugin(LoadedPlugin):
             raise LifecycleError(f"plugin '{self.source.plugin_id}' is closed")
         if self._ctx is not None:
             raise LifecycleError(f"plugin '{self.source.plugin_id}' is already active")
-        facade = build_context(ctx)
+        facade = build_context(ctx, self._sandbox.budget.check)
         self._ctx, self._gate = facade, ctx
         activate = self._activate_fn
         assert activate is not None
@@ -205,6 +207,7 @@ class LoadedPythonPlugin(LoadedPlugin):
                 self._collect(errors, "deactivate", deactivate, facade)
             for disposable in reversed(subscriptions_of(facade)):
                 self._collect(errors, "a disposer", lambda d=disposable: d.dispose())
+            release_subscriptions(facade)
             try:
                 gate.dispose_all()
             except Exception as exc:  # host code: report, but keep going
@@ -216,7 +219,8 @@ class LoadedPythonPlugin(LoadedPlugin):
         except PluginError as exc:
             errors.append(exc)
         if errors:
-            first = errors[0]
+            # A timeout outranks ordinary errors: it says the plugin was stopped.
+            first = next((e for e in errors if isinstance(e, BudgetExceededError)), errors[0])
             if len(errors) == 1:
                 raise first
             raise type(first)(
@@ -239,14 +243,37 @@ class LoadedPythonPlugin(LoadedPlugin):
         # Poisoning closes the budget for good: any plugin code that still
         # runs (a stuck thread coming back, a finaliser) is interrupted.
         self._sandbox.budget.poison()
+        if not self._poisoned:
+            # Free the plugin's objects on its own thread: deep structures
+            # are freed by recursing in C, which the host thread's ordinary
+            # stack may not survive (see PLUGIN_THREAD_STACK_BYTES).
+            loop = asyncio.get_running_loop()
+            try:
+                await asyncio.wait_for(loop.run_in_executor(self._executor, self._release), self._grace_s)
+            except Exception as exc:  # noqa: BLE001 - close never raises
+                _log.warning("plugin '%s': releasing its objects failed: %r", self.source.plugin_id, exc)
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _release(self) -> None:
+        """Worker thread: drop the module namespace and collect cycles."""
+        self._sandbox.globals.clear()
+        gc.collect()
 
     # -- loading -----------------------------------------------------------------
 
     async def _load(self) -> None:
         source = self.source
         loop = asyncio.get_running_loop()
-        code = await loop.run_in_executor(self._executor, self._read_and_compile)
+        compiling = loop.run_in_executor(self._executor, self._read_and_compile)
+        try:
+            code = await asyncio.wait_for(asyncio.shield(compiling), COMPILE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            self._poison()
+            raise BudgetExceededError(
+                source.plugin_id,
+                f"compiling took longer than {COMPILE_TIMEOUT_S:g} s; the plugin has been stopped",
+                file=source.display_file,
+            ) from None
         await self._enter(lambda: self._sandbox.run_module(code))
         namespace = self._sandbox.globals
         activate = namespace.get("activate")
@@ -337,9 +364,8 @@ class LoadedPythonPlugin(LoadedPlugin):
     def _translate(self, exc: BaseException) -> PluginError:
         budget = self._sandbox.budget
         over = budget.overdue
-        if not over:
-            budget.grant(_FORMAT_GRACE_S)
-        return self._reporter_or_default().describe(exc, over_budget=over, timeout_ms=self._timeout_ms)
+        with budget.grace(0.0 if over else _FORMAT_GRACE_S):
+            return self._reporter_or_default().describe(exc, over_budget=over, timeout_ms=self._timeout_ms)
 
     def _reporter_or_default(self) -> Reporter:
         if self._reporter is None:

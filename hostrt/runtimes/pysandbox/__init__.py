@@ -19,7 +19,7 @@ One job per module:
 docs/python-plugins.md is the author-facing description.
 """
 
-from .facade import build_context, subscriptions_of
+from .facade import build_context, release_subscriptions, subscriptions_of
 from .modules import ALLOWED_MODULES
 from .policy import CompileProblem, PluginCompileFailure, compile_plugin
 from .refusals import BudgetInterrupt, SandboxImportError, SandboxLimitError, SandboxPolicyError
@@ -38,5 +38,6 @@ __all__ = [
     "SandboxPolicyError",
     "build_context",
     "compile_plugin",
+    "release_subscriptions",
     "subscriptions_of",
 ]

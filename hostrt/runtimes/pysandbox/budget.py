@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from itertools import chain, repeat
 from typing import Iterator
 
@@ -95,11 +96,19 @@ class Budget:
             self._state = _CLOSED
         return exceeded
 
-    def grant(self, seconds: float) -> None:
-        """Give the running entry at least ``seconds`` more (used to format
-        an error with plugin ``__str__`` code after the entry failed)."""
+    @contextmanager
+    def grace(self, seconds: float) -> Iterator[None]:
+        """Give the running entry at least ``seconds`` more for the duration
+        of the block (used to format an error with plugin ``__str__`` code
+        after the entry failed), then put the deadline back: graces never
+        add up, however many errors an entry formats."""
+        saved = self._deadline
         if self._state == _RUNNING:
             self._deadline = max(self._deadline, _monotonic() + seconds)
+        try:
+            yield
+        finally:
+            self._deadline = saved
 
     def poison(self) -> None:
         """Mark the budget exceeded for good (the plugin is being stopped)."""

@@ -280,6 +280,8 @@ class PluginTypes:
             dict: self.dict, bytes: self.bytes, bytearray: self.bytearray, deque: self.deque,
             Counter: self.Counter, OrderedDict: self.OrderedDict, defaultdict: self.defaultdict,
             _dt.timezone: self.timezone,
+            # the sandbox's own range class is what plugin code calls range
+            iteration.range_type: iteration.range_type,
         }
 
         def new_type(*args: Any) -> Any:
@@ -293,7 +295,15 @@ class PluginTypes:
             # ABCMeta ...): calling one creates classes around the compiler.
             if issubclass(t, type):
                 return aliases[type]
-            return t
+            # Only types plugin code could name anyway come back real; any
+            # other class (iterator types, GenericAlias, host classes) would
+            # be a constructor or attribute path nobody reviewed.
+            if t in _PLAIN_TYPES or type(t) is PluginClassMeta or issubclass(t, BaseException):
+                return t
+            opaque = aliases.get(t)
+            if opaque is None:
+                opaque = aliases[t] = make(t, None)
+            return opaque
 
         self.type = make(type, new_type, None, lambda obj: isinstance(obj, type) or type(obj) is TypeProxy)
         aliases[type] = self.type
@@ -305,6 +315,11 @@ class PluginTypes:
              SafeDeque, SafeCounter, SafeOrderedDict, SafeDefaultdict}
         )
         self.counter_source = counter_source
+
+
+#: Types ``type()`` returns as themselves: plain values plugin code already
+#: has constructors for.
+_PLAIN_TYPES = frozenset({int, float, complex, bool, str, type(None), slice})
 
 
 def is_safe_base(cls: type) -> bool:

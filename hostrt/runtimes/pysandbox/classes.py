@@ -128,7 +128,7 @@ class TypeProxy:
         self,
         token: object,
         real: type,
-        factory: Callable[..., Any],
+        factory: Callable[..., Any] | None,
         base: type | None,
         check: Callable[[Any], bool] | None = None,
     ) -> None:
@@ -143,14 +143,20 @@ class TypeProxy:
     def _make(
         cls,
         real: type,
-        factory: Callable[..., Any],
+        factory: Callable[..., Any] | None,
         base: type | None = None,
         check: Callable[[Any], bool] | None = None,
     ) -> "TypeProxy":
-        """Host-side constructor (plugin code cannot supply the token)."""
+        """Host-side constructor (plugin code cannot supply the token).
+
+        With ``factory=None`` the proxy is *opaque*: it answers isinstance
+        and issubclass, prints its name, and does nothing else (no calls, no
+        attributes)."""
         return cls(_TOKEN, real, factory, base, check)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._factory is None:
+            raise SandboxPolicyError(f"plugins cannot create '{self._real.__name__}' objects through type()")
         return self._factory(*args, **kwargs)
 
     def __instancecheck__(self, obj: Any) -> bool:
@@ -172,9 +178,14 @@ class TypeProxy:
         # Only reached for names the proxy itself lacks; plugin code can only
         # ask for public names (the compiler and getattr() see to that), but
         # check again: this is a path into a real type object.
-        if name.startswith("_") or unicodedata.normalize("NFKC", name).startswith("_"):
-            raise AttributeError(name)
-        return getattr(self._real, name)
+        if (self._factory is None or name.startswith("_")
+                or unicodedata.normalize("NFKC", name).startswith("_")):
+            raise AttributeError(f"type '{self._real.__name__}' has no attribute '{name}' for plugins")
+        try:
+            return getattr(self._real, name)
+        except AttributeError:
+            # A fresh error: the interpreter's would carry the real type as .obj.
+            raise AttributeError(f"type '{self._real.__name__}' has no attribute '{name}'") from None
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise SandboxPolicyError(f"cannot modify the builtin type '{self._real.__name__}'")

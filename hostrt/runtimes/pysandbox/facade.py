@@ -59,11 +59,16 @@ class Facade:
             raise TypeError("cannot create ctx objects")
 
 
-def gate_caller(plugin_id: str) -> Callable[..., Any]:
+def gate_caller(plugin_id: str, check_budget: Callable[[], Any]) -> Callable[..., Any]:
     """Return ``call(method, *args)`` that runs a gate method and cleans
-    its errors for plugin code."""
+    its errors for plugin code.
+
+    The budget is checked before every call: plugin code that got past its
+    deadline inside one long C operation must not then act through ``ctx``.
+    """
 
     def call(method: Callable[..., Any], *args: Any) -> Any:
+        check_budget()
         try:
             return method(*args)
         except HostrtError as exc:
@@ -207,9 +212,9 @@ class Context(Facade):
 
     __slots__ = ("_plugin", "_log", "_storage", "_settings", "_subscriptions")
 
-    def __init__(self, token: object, gate: Any) -> None:
+    def __init__(self, token: object, gate: Any, check_budget: Callable[[], Any]) -> None:
         self._check_token(token)
-        call = gate_caller(gate.plugin_id)
+        call = gate_caller(gate.plugin_id, check_budget)
         self._set(
             _plugin=PluginInfo(_TOKEN, gate.plugin_id, gate.plugin_version),
             _log=Log(_TOKEN, gate, call),
@@ -242,11 +247,20 @@ class Context(Facade):
         return f"<ctx of plugin {self._plugin.id}>"
 
 
-def build_context(gate: Any) -> Context:
-    """Build the facade for one activation around ``gate``."""
-    return Context(_TOKEN, gate)
+def build_context(gate: Any, check_budget: Callable[[], Any]) -> Context:
+    """Build the facade for one activation around ``gate``; every call
+    through it first runs ``check_budget`` (the plugin's budget check)."""
+    return Context(_TOKEN, gate, check_budget)
 
 
 def subscriptions_of(ctx: Context) -> list[Any]:
     """The disposables a plugin registered (host side)."""
     return list(object.__getattribute__(ctx, "_subscriptions")._items)
+
+
+def release_subscriptions(ctx: Context) -> None:
+    """Drop the facade's references to the plugin's disposables. Called on
+    the plugin's own thread, so that whatever freeing them sets off (deep
+    structures are freed recursively in C) uses that thread's large stack,
+    not the host's."""
+    object.__getattribute__(ctx, "_subscriptions")._items.clear()

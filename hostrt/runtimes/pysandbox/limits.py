@@ -68,7 +68,13 @@ STRFTIME_EXPANSION = 128
 #: Longest plugin source accepted, in characters (the host reads at most
 #: 16 MiB of any main file; Python sources get a tighter limit because the
 #: compiler runs on the host before any budget applies).
-MAX_SOURCE_CHARS = 4 * 1024 * 1024
+MAX_SOURCE_CHARS = 1024 * 1024
+
+#: Longest the host spends compiling one plugin.py. Compiling is host work
+#: (RestrictedPython's transformer is pure Python): about 2 µs per character
+#: for ordinary code, but up to ten times that for source crafted to be slow,
+#: so it gets a limit of its own rather than the plugin's entry budget.
+COMPILE_TIMEOUT_S = 10.0
 
 #: Longest exception message copied into a PluginError.
 MAX_ERROR_MESSAGE = 2000

@@ -19,10 +19,11 @@ AST nodes such as ``match``...). It changes or adds:
 * **Budget.** A tick (``_tick_()``) starts every function body, lambda body
   and ``while`` body; ``for`` loops and comprehensions iterate through
   ``_getiter_`` (list/set/dict comprehensions and ``*`` unpacking through
-  the capped ``_getiter_cap_``); ``yield from`` too. Every ``except`` and
-  ``finally`` block starts with ``_check_()``, so once the budget is spent
-  no handler can swallow the interrupt: not ``except BaseException``, not a
-  bare ``except``, not ``finally: return``.
+  the capped ``_getiter_cap_``); ``yield from`` too. Every ``except`` block
+  starts with ``_caught_()`` and every ``finally`` block with ``_check_()``,
+  so once the budget is spent no handler can swallow the interrupt: not
+  ``except BaseException``, not a bare ``except``, not ``finally: return``.
+  ``_caught_`` also scrubs ``AttributeError.obj`` from the caught exception.
 * **Operators.** ``+``, ``*``, ``**``, ``<<``, ``%`` and ``//`` (and their
   in-place forms) call size guards unless the operands make the native
   operation provably safe (a numeric or string constant on one side of
@@ -564,7 +565,7 @@ class PluginPolicy(RestrictingNodeTransformer):
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> Any:
         node = self.node_contents_visit(node)
         self.check_name(node, node.name)
-        node.body.insert(0, self._stmt("_check_", node))
+        node.body.insert(0, self._stmt("_caught_", node))
         return node
 
     def visit_Try(self, node: ast.Try) -> Any:

@@ -29,6 +29,7 @@ from ...errors import (
     ResourceLimitError,
     SandboxViolationError,
 )
+from ...context import printable
 from .limits import MAX_ERROR_MESSAGE
 from .refusals import BudgetInterrupt, SandboxImportError, SandboxLimitError, SandboxPolicyError
 
@@ -109,7 +110,9 @@ class Reporter:
             return "<exception str() failed>"
         if len(text) > MAX_ERROR_MESSAGE:
             text = text[:MAX_ERROR_MESSAGE] + "..."
-        return self.redact(text)
+        # The message ends up in host logs and UIs: no forged lines, no
+        # terminal escapes, no bidi tricks (as for ctx.log and print).
+        return self.redact(printable(text))
 
     def describe(self, exc: BaseException, *, over_budget: bool, timeout_ms: int) -> PluginError:
         """The PluginError for ``exc`` raised out of an entry."""

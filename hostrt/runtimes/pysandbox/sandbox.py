@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from types import CodeType
 from typing import Any
 
@@ -48,6 +49,7 @@ class Sandbox:
             # budget
             "_tick_": self.budget.tick,
             "_check_": self.budget.check,
+            "_caught_": self._caught,
             # iteration
             "_getiter_": self.iteration.getiter,
             "_getiter_cap_": self.iteration.getiter_cap,
@@ -76,6 +78,16 @@ class Sandbox:
             "_ior_": g.ior,
             "_format_": self.formatting.format_value,
         }
+
+    def _caught(self) -> None:
+        """First statement of every ``except`` block: the sticky budget check,
+        then the caught exception is scrubbed of what the interpreter attached
+        that plugin code did not make: ``AttributeError.obj`` is the object a
+        failed lookup was made on, which may be a host or real type object."""
+        self.budget.check()
+        exc = sys.exc_info()[1]
+        if isinstance(exc, AttributeError):
+            exc.obj = None
 
     def run_module(self, code: CodeType) -> None:
         """Execute the plugin's compiled top level (inside an entry)."""
