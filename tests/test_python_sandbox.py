@@ -1214,3 +1214,43 @@ def test_container_subclasses_cannot_lie_about_their_size(tmp_path):
     outcome = run(tmp_path, activate_body(body), timeout_ms=5000)
     assert isinstance(outcome.error, ResourceLimitError)
     assert "sequence of 100000000 items" in outcome.error.message
+
+
+def _numeric(source: str) -> frozenset:
+    import ast as _ast
+
+    from hostrt.runtimes.pysandbox.policy import numeric_locals
+
+    return numeric_locals(_ast.parse(source).body[0])
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ("def f(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total", {"total"}),
+        ("def f():\n    a = 1.5\n    a -= 2\n    b = 0\n    b += 1", {"a", "b"}),
+        # every other kind of binding disqualifies the name
+        ("def f(total):\n    total += 1", set()),
+        ("def f():\n    total = ''\n    total += 'x'", set()),
+        ("def f(s):\n    total = 0\n    total = s\n    total += s", set()),
+        ("def f(xs):\n    total = 0\n    for total in xs:\n        pass\n    total += 1", set()),
+        ("def f(s):\n    total = 0\n    total *= 2", set()),
+        ("def f(s):\n    total = 0\n    (total := s)\n    total += s", set()),
+        ("def f(s):\n    total = 0\n    total, y = s, s\n    total += s", set()),
+        ("def f(s):\n    total = 0\n    [total := x for x in s]\n    total += s", set()),
+        ("def f(s):\n    total = 0\n    def g():\n        nonlocal total\n        total = s\n    total += s", set()),
+        ("def f(s):\n    global total\n    total = 0\n    total += s", set()),
+        ("def f(s):\n    total = 0\n    try:\n        pass\n    except Exception as total:\n        pass\n    total += s", set()),
+        ("def f(s):\n    import json as total\n    total += s", set()),
+        ("def f(s):\n    total = 0\n    del total\n    total += s", set()),
+    ],
+)
+def test_numeric_locals_is_conservative(source, expected):
+    assert _numeric(source) == frozenset(expected)
+
+
+def test_native_plus_equals_on_numbers_still_refuses_sequence_growth(tmp_path):
+    # Only proven-numeric names skip the guard; a string accumulator keeps it.
+    body = "s = 'x' * 1000\nfor i in range(40):\n    s += s\nctx.storage.set('len', len(s))"
+    outcome = run(tmp_path, activate_body(body))
+    assert isinstance(outcome.error, ResourceLimitError), outcome.error

@@ -100,6 +100,74 @@ _SMALL_FACTOR = 1 << 16
 _SMALL_DIVISOR = 1 << 64
 
 
+#: In-place operators under which a number stays a number (or the operation
+#: raises TypeError): no builtin type a plugin can reach turns ``n + x`` into
+#: a sequence, and plugin classes cannot define ``__radd__``/``__rsub__``.
+_NUMERIC_CLOSED_OPS = (ast.Add, ast.Sub)
+
+
+def numeric_locals(function: ast.FunctionDef) -> frozenset[str]:
+    """Local names of ``function`` that can only ever hold numbers.
+
+    A name qualifies when it is not a parameter and every binding of it in
+    the function's own scope is ``name = <number literal>`` or
+    ``name += / -= <anything>``. Starting from a number, ``+``/``-`` give a
+    number or raise, so ``name += x`` needs no size guard: the guard exists
+    to stop sequences from growing, and these names never hold one. Nested
+    functions, lambdas and classes are other scopes (rebinding from there
+    needs ``nonlocal``/``global``, which also disqualify the name).
+    """
+    params = {a.arg for a in (*function.args.posonlyargs, *function.args.args, *function.args.kwonlyargs)}
+    params.update(a.arg for a in (function.args.vararg, function.args.kwarg) if a is not None)
+    good: set[str] = set()
+    bad: set[str] = set(params)
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+                if not isinstance(child, ast.Lambda):
+                    bad.add(child.name)
+                # Another scope can rebind ours only by declaring it.
+                for inner in ast.walk(child):
+                    if isinstance(inner, (ast.Global, ast.Nonlocal)):
+                        bad.update(inner.names)
+                if isinstance(child, ast.ClassDef):
+                    continue
+                for default in (*child.args.defaults, *child.args.kw_defaults):
+                    if default is not None:
+                        visit(default)
+                continue
+            if isinstance(child, (ast.Global, ast.Nonlocal)):
+                bad.update(child.names)
+            elif isinstance(child, ast.Assign) and len(child.targets) == 1 and isinstance(child.targets[0], ast.Name):
+                if _is_number_const(child.value):
+                    good.add(child.targets[0].id)
+                    visit(child.value)
+                    continue
+            elif isinstance(child, ast.AugAssign) and isinstance(child.target, ast.Name):
+                if isinstance(child.op, _NUMERIC_CLOSED_OPS):
+                    good.add(child.target.id)
+                    visit(child.value)
+                    continue
+            elif isinstance(child, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)):
+                # comprehension targets are their own scope, but a walrus
+                # inside binds in ours: treat every name stored there as bad
+                for sub in ast.walk(child):
+                    if isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Store):
+                        bad.add(sub.id)
+                continue
+            if isinstance(child, ast.Name) and isinstance(child.ctx, (ast.Store, ast.Del)):
+                bad.add(child.id)
+            elif isinstance(child, ast.alias):
+                bad.add((child.asname or child.name).split(".")[0])
+            elif isinstance(child, ast.ExceptHandler) and child.name:
+                bad.add(child.name)
+            visit(child)
+
+    visit(function)
+    return frozenset(good - bad)
+
+
 @dataclass(frozen=True)
 class CompileProblem:
     """One reason the source was refused, located in the plugin's file."""
@@ -212,6 +280,8 @@ class PluginPolicy(RestrictingNodeTransformer):
     def __init__(self, errors: Any = None, warnings: Any = None, used_names: Any = None) -> None:
         super().__init__(errors, warnings, used_names)
         self._scopes: list[str] = ["module"]
+        #: Per function being compiled: its locals proven to hold only numbers.
+        self._numeric_locals: list[frozenset[str]] = [frozenset()]
         self._comprehension_capped: list[bool] = []
 
     # -- problems ----------------------------------------------------------------
@@ -434,7 +504,7 @@ class PluginPolicy(RestrictingNodeTransformer):
         native = self._aug_is_native(op, node.value)
         if isinstance(target, ast.Name):
             self.check_name(target, target.id)
-            if native:
+            if native or (op in _NUMERIC_CLOSED_OPS and target.id in self._numeric_locals[-1]):
                 return node
             rhs = self._inplace_value(op, _name(target.id), node.value, target.id, node)
             return self._locate(ast.Assign(targets=[target], value=rhs), node)
@@ -594,10 +664,12 @@ class PluginPolicy(RestrictingNodeTransformer):
             self.check_name(node, node.name)
         self.check_function_argument_names(node)
         self._scopes.append("function")
+        self._numeric_locals.append(numeric_locals(node))
         try:
             node = self.node_contents_visit(node)
         finally:
             self._scopes.pop()
+            self._numeric_locals.pop()
         first = node.body[0] if node.body else None
         docstring = isinstance(first, ast.Expr) and isinstance(_const_value(first.value), str)
         at = 1 if docstring else 0
