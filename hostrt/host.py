@@ -33,7 +33,7 @@ from .lifecycle import ACTIVATABLE, RUNNING, PluginRecord, PluginState
 from .loader import plugin_source
 from .manifest import Manifest, load_manifest
 from .ordering import activation_order, conflicts_between, requirement_problems
-from .runtimes.base import Runtime, RuntimeLimits
+from .runtimes.base import LoadedPlugin, Runtime, RuntimeLimits
 from .store import Store
 
 log = logging.getLogger("hostrt.host")
@@ -117,6 +117,9 @@ class Host:
         try:
             return self._records[plugin_id]
         except KeyError:
+            invalid = self._invalid.get(plugin_id)
+            if invalid is not None:
+                raise LifecycleError(f"plugin folder '{plugin_id}' is invalid: {invalid.error}") from None
             raise PluginNotFoundError(f"no plugin with id '{plugin_id}' has been discovered") from None
 
     def _requested_capabilities(self, plugin_id: str) -> tuple[Capability, ...] | None:
@@ -239,24 +242,29 @@ class Host:
         if runtime is None:
             return self._set(record, PluginState.FAILED, PluginError(
                 record.id, f"this host has no '{manifest.runtime_name}' runtime"))
+        loaded: LoadedPlugin | None = None
+        context: ActivationContext | None = None
         try:
             source = plugin_source(record.folder, manifest, self.policy.limits_for(manifest))
             loaded = await runtime.load(source)
-        except HostrtError as exc:
-            return self._set(record, PluginState.FAILED, exc)
-        context = ActivationContext(
-            plugin_id=manifest.id,
-            plugin_version=manifest.version,
-            store=self.store,
-            grants=self.grants,
-            settings_schema=manifest.settings,
-            limits=ContextLimits(storage_quota_bytes=self.policy.storage_quota_bytes),
-        )
-        try:
+            context = ActivationContext(
+                plugin_id=manifest.id,
+                plugin_version=manifest.version,
+                store=self.store,
+                grants=self.grants,
+                settings_schema=manifest.settings,
+                limits=ContextLimits(storage_quota_bytes=self.policy.storage_quota_bytes),
+            )
             await loaded.activate(context)
-        except HostrtError as exc:
-            context.close()
-            await loaded.close()
+        except Exception as exc:
+            if context is not None:
+                context.close()
+            if loaded is not None:
+                await loaded.close()
+            if not isinstance(exc, HostrtError):
+                # A bug, not the plugin's doing; still only this plugin fails.
+                log.exception("unexpected error starting plugin %s", record.id)
+                exc = PluginError(record.id, f"internal error while starting: {type(exc).__name__}")
             return self._set(record, PluginState.FAILED, exc)
         record._loaded, record._context = loaded, context
         self._set(record, PluginState.ACTIVE, None)

@@ -336,3 +336,36 @@ def test_sync_host_has_the_same_lifecycle(plugins_dir):
         assert host.activate("sync-one").state is PluginState.ACTIVE
     with pytest.raises(RuntimeError, match="closed"):
         host.discover()
+
+
+def test_activating_an_invalid_plugin_says_why(plugins_dir):
+    bad = plugins_dir / "half-written"
+    bad.mkdir()
+    (bad / "plugin.json").write_text('{"schemaVersion": 1, "id": "half-written"')
+
+    async def main():
+        host = Host(plugins_dir)
+        await host.discover()
+        with pytest.raises(LifecycleError, match="plugin folder 'half-written' is invalid"):
+            await host.activate("half-written")
+        await host.close()
+
+    run(main())
+
+
+def test_an_unsafe_settings_schema_fails_only_that_plugin(plugins_dir):
+    """A plugin whose settings cannot be evaluated ends failed; the rest run."""
+    write_plugin(plugins_dir, "fine-one", STORE_ON_ACTIVATE, capabilities=["storage"])
+    write_plugin(plugins_dir, "odd-one", "def activate(ctx):\n    pass\n",
+                 settings={"type": "object", "properties": {"n": {"type": "integer", "default": 1}}})
+
+    async def main():
+        host = await started(plugins_dir)
+        # the manifest passed validation; break the schema behind its back
+        object.__setattr__(host.plugins["odd-one"].manifest, "settings", {"$ref": "file:///etc/passwd"})
+        states = await host.activate_all()
+        assert states == {"fine-one": PluginState.ACTIVE, "odd-one": PluginState.FAILED}
+        assert host.plugins["odd-one"].error.code == "E_SETTINGS"
+        await host.close()
+
+    run(main())
