@@ -312,6 +312,9 @@ class Host:
                 await loaded.deactivate()
         except HostrtError as exc:
             error = exc
+        except Exception as exc:  # a bug, not the plugin's doing: still unload it
+            log.exception("unexpected error deactivating plugin %s", record.id)
+            error = PluginError(record.id, f"internal error while deactivating: {type(exc).__name__}")
         finally:
             if context is not None:
                 context.close()
