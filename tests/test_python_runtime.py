@@ -361,21 +361,24 @@ def activate(ctx):
 """
 
 
+async def deactivate_error(source: PluginSource, gate: "FakeGate") -> PluginError:
+    """Load and activate ``source``, then return the PluginError its
+    deactivation raises."""
+    loaded = await PythonRuntime().load(source)
+    try:
+        await loaded.activate(gate)
+        with pytest.raises(PluginError) as excinfo:
+            await loaded.deactivate()
+        return excinfo.value
+    finally:
+        await loaded.close()
+
+
 def test_disposers_run_newest_first_even_when_one_fails(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="hostrt.runtime.python")
     gate = FakeGate()
 
-    async def main() -> PluginError:
-        loaded = await PythonRuntime().load(make_source(tmp_path, FAILING_DISPOSERS))
-        try:
-            await loaded.activate(gate)
-            with pytest.raises(PluginError) as excinfo:
-                await loaded.deactivate()
-            return excinfo.value
-        finally:
-            await loaded.close()
-
-    error = run(main())
+    error = run(deactivate_error(make_source(tmp_path, FAILING_DISPOSERS), gate))
     assert gate.data["order"] == ["c", "b", "a"]
     assert gate.events == ["dispose_all"]
     assert error.reason == "RuntimeError: dispose of b failed" and error.line == 10
@@ -388,17 +391,7 @@ def test_several_deactivate_failures_are_counted(tmp_path):
     )
     gate = FakeGate()
 
-    async def main() -> PluginError:
-        loaded = await PythonRuntime().load(make_source(tmp_path, source))
-        try:
-            await loaded.activate(gate)
-            with pytest.raises(PluginError) as excinfo:
-                await loaded.deactivate()
-            return excinfo.value
-        finally:
-            await loaded.close()
-
-    error = run(main())
+    error = run(deactivate_error(make_source(tmp_path, source), gate))
     assert "3 errors during deactivate; first: ValueError: deactivate failed" in error.message
     assert gate.data["order"] == ["c", "b", "a"] and gate.events == ["dispose_all"]
 
