@@ -1,8 +1,9 @@
 """The Python plugin sandbox, attacked and exercised through the real runtime.
 
 Every plugin here runs through ``PythonRuntime`` (real RestrictedPython, the
-real policy, guards and budget; no mocks) with a small fake gate that
-implements the ``ActivationContext`` API.
+real policy, guards and budget; no mocks) against the real
+``ActivationContext`` over a real SQLite store, subclassed only to record
+the log calls and disposals the tests look at.
 
 Escape tests check two things: the attempt fails with the right error class,
 and nothing leaked. For the second, a secret is planted where a successful
@@ -39,68 +40,53 @@ from hostrt.errors import (
     SandboxViolationError,
     StorageError,
 )
+from hostrt.capabilities import Capability
+from hostrt.context import ActivationContext
+from hostrt.grants import GrantManager
 from hostrt.runtimes.base import PluginSource, RuntimeLimits
 from hostrt.runtimes.pysandbox import facade as facade_module
 from hostrt.runtimes.python import PythonRuntime
+from hostrt.store import Store
 
 SECRET = "hostrt-secret-" + uuid.uuid4().hex
 HOSTRT_DIR = str(Path(hostrt.__file__).resolve().parent)
 
 
-class FakeGate:
-    """The ActivationContext API, in memory: storage is a dict per plugin
-    id (shared between gates built on the same ``store``), values are
-    JSON-checked and copied like the real gate does."""
+class RecordingGate(ActivationContext):
+    """The real gate over a real SQLite store (``:memory:`` unless shared),
+    holding every capability, and recording the log calls and disposals the
+    tests look at. A secret sits on the gate itself, where an escape through
+    ``ctx`` would find it."""
 
-    def __init__(self, plugin_id: str = "probe", store: dict[str, dict[str, Any]] | None = None) -> None:
-        self.plugin_id = plugin_id
-        self.plugin_version = "1.0.0"
-        self._store = store if store is not None else {}
+    def __init__(self, plugin_id: str = "probe", store: Store | None = None) -> None:
+        store = store if store is not None else Store(":memory:")
+        grants = GrantManager(store, lambda pid: ALL_CAPABILITIES)
+        for capability in ALL_CAPABILITIES:
+            store.add_grant(plugin_id, str(capability))
+        super().__init__(
+            plugin_id=plugin_id, plugin_version="1.0.0", store=store, grants=grants,
+            settings_schema={"type": "object", "properties": {"name": {"type": "string", "default": "world"}}},
+        )
         self._secret = SECRET
         self.logs: list[tuple[str, str, Any]] = []
         self.dispose_all_calls = 0
 
     def log(self, level: str, message: str, fields: dict[str, Any] | None = None) -> None:
-        if type(message) is not str:
-            raise HostrtError("log message must be a string")
+        super().log(level, message, fields)
         self.logs.append((level, message, copy.deepcopy(fields)))
-
-    def _mine(self) -> dict[str, Any]:
-        return self._store.setdefault(self.plugin_id, {})
-
-    def storage_get(self, key: str, default: Any = None) -> Any:
-        return json.loads(json.dumps(self._mine().get(key, default)))
-
-    def storage_set(self, key: str, value: Any) -> None:
-        try:
-            text = json.dumps(value)
-        except (TypeError, ValueError):
-            raise StorageError(f"storage value for '{key}' is not JSON") from None
-        self._mine()[key] = json.loads(text)
-
-    def storage_delete(self, key: str) -> bool:
-        return self._mine().pop(key, None) is not None
-
-    def storage_keys(self, prefix: str = "") -> list[str]:
-        return sorted(k for k in self._mine() if k.startswith(prefix))
-
-    def settings_get(self, key: str) -> Any:
-        return {"name": "world"}.get(key)
-
-    def settings_all(self) -> dict[str, Any]:
-        return {"name": "world"}
-
-    def settings_set(self, key: str, value: Any) -> None:
-        pass
 
     def dispose_all(self) -> None:
         self.dispose_all_calls += 1
+        super().dispose_all()
+
+
+ALL_CAPABILITIES = (Capability("storage"), Capability("settings.read"), Capability("settings.write"))
 
 
 @dataclass
 class Outcome:
     error: HostrtError | None
-    gate: FakeGate
+    gate: RecordingGate
     elapsed: float
     records: list[logging.LogRecord] = field(default_factory=list)
 
@@ -135,9 +121,9 @@ def write_source(root: Path, plugin_id: str, source: str, timeout_ms: int) -> Pl
 
 async def load_and_activate(
     root: Path, source: str, *, plugin_id: str = "probe", timeout_ms: int = 1000,
-    store: dict[str, dict[str, Any]] | None = None, grace_s: float = 1.0,
+    store: Store | None = None, grace_s: float = 1.0,
 ) -> Outcome:
-    gate = FakeGate(plugin_id, store)
+    gate = RecordingGate(plugin_id, store)
     capture = _Capture()
     logging.getLogger("hostrt").addHandler(capture)
     start = time.monotonic()
@@ -165,12 +151,15 @@ def activate_body(body: str) -> str:
 
 
 @pytest.fixture
-def planted(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, Any]]:
-    """Plant the secret where escapes would look, and return a shared
-    storage in which another plugin ('victim') keeps it too."""
+def planted(monkeypatch: pytest.MonkeyPatch) -> Store:
+    """Plant the secret where escapes would look, and return a shared store
+    in which another plugin ('victim') keeps it too."""
     monkeypatch.setattr(python_runtime, "_TEST_SECRET", SECRET, raising=False)
     monkeypatch.setattr(facade_module, "_TEST_SECRET", SECRET, raising=False)
-    return {"victim": {"token": SECRET}}
+    store = Store(":memory:")
+    store.kv_set("victim", "token", json.dumps(SECRET), quota_bytes=1 << 20)
+    yield store
+    store.close()
 
 
 def assert_refused(outcome: Outcome, kind: type[HostrtError], *fragments: str) -> None:
@@ -607,7 +596,7 @@ def test_another_plugins_storage_is_unreachable(tmp_path, planted):
     body = """
     ctx.log.info(str(ctx.storage.get('token')))
     ctx.log.info(str(ctx.storage.keys()))
-    ctx.log.info(str(ctx.storage._gate._store['victim']))
+    ctx.log.info(str(ctx.storage._gate._store.kv_get('victim', 'token')))
     """
     outcome = run(tmp_path, activate_body(body), store=planted)
     assert_refused(outcome, PluginCompileError, '"_gate" is an invalid attribute name')
@@ -616,7 +605,7 @@ def test_another_plugins_storage_is_unreachable(tmp_path, planted):
     outcome = run(tmp_path, activate_body(body), store=planted)
     assert outcome.error is None and SECRET not in outcome.text()
     assert outcome.gate.storage_get("seen") == [None, []]
-    assert planted["victim"] == {"token": SECRET}
+    assert planted.kv_keys("victim") == ["token"] and planted.kv_get("victim", "token") == json.dumps(SECRET)
 
 
 def test_facade_objects_cannot_be_constructed_or_subclassed(tmp_path, planted):
@@ -1114,7 +1103,7 @@ def test_host_errors_from_the_gate_are_clean_in_plugin_code(tmp_path):
     outcome = run(tmp_path, activate_body(body))
     assert outcome.error is None
     is_storage_error, message, code = outcome.gate.storage_get("error")
-    assert is_storage_error and code == "E_STORAGE" and "not JSON" in message
+    assert is_storage_error and code == "E_STORAGE" and "is not a JSON value" in message
     assert outcome.gate.storage_get("base") is True
 
 
