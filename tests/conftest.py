@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import textwrap
 import threading
@@ -10,6 +11,9 @@ from typing import Any
 
 import pytest
 
+from hostrt.capabilities import Capability
+from hostrt.context import ActivationContext
+from hostrt.grants import GrantManager
 from hostrt.store import Store
 
 
@@ -68,3 +72,50 @@ def finishes(work: Any, timeout: float = 20.0) -> Any:
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+ALL_CAPABILITIES = (Capability("storage"), Capability("settings.read"), Capability("settings.write"))
+
+
+class RecordingGate(ActivationContext):
+    """The real gate over a real SQLite store (``:memory:`` unless one is
+    shared), holding every capability, and recording what runtime tests look
+    at: log calls, ``dispose_all`` calls, and an optional failure injected
+    into ``storage_get`` to stand for a host-side bug."""
+
+    def __init__(self, plugin_id: str = "probe", store: Store | None = None, *, version: str = "1.0.0",
+                 secret: str | None = None) -> None:
+        store = store if store is not None else Store(":memory:")
+        grants = GrantManager(store, lambda pid: ALL_CAPABILITIES)
+        for capability in ALL_CAPABILITIES:
+            store.add_grant(plugin_id, str(capability))
+        super().__init__(
+            plugin_id=plugin_id, plugin_version=version, store=store, grants=grants,
+            settings_schema={"type": "object", "properties": {"name": {"type": "string", "default": "world"}}},
+        )
+        self._secret = secret  # where an escape through ctx would look
+        self.logs: list[tuple[str, str, Any]] = []
+        self.events: list[str] = []
+        self.fail_with: BaseException | None = None
+
+    @property
+    def dispose_all_calls(self) -> int:
+        return self.events.count("dispose_all")
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """Everything the plugin stored, read straight from the store."""
+        return {key: json.loads(self._store.kv_get(self.plugin_id, key)) for key in self._store.kv_keys(self.plugin_id)}
+
+    def log(self, level: str, message: str, fields: dict[str, Any] | None = None) -> None:
+        super().log(level, message, fields)
+        self.logs.append((level, message, copy.deepcopy(fields)))
+
+    def storage_get(self, key: str, default: Any = None) -> Any:
+        if self.fail_with is not None:
+            raise self.fail_with
+        return super().storage_get(key, default)
+
+    def dispose_all(self) -> None:
+        self.events.append("dispose_all")
+        super().dispose_all()

@@ -44,7 +44,6 @@ from hostrt.errors import (
     HostrtError,
     LifecycleError,
     ManifestError,
-    PluginNotFoundError,
     QuotaExceededError,
     SettingsError,
     StorageError,

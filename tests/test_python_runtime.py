@@ -1,15 +1,13 @@
 """PythonRuntime through its public API: load, activate, call, deactivate, close.
 
-Plugins are real files compiled by the real sandbox. Most tests use a small
-fake gate implementing the ActivationContext API (so they can observe
-``dispose_all`` and the log calls); one runs against the real
-``ActivationContext`` with a real store and grants.
+Plugins are real files compiled by the real sandbox, activated against the
+real ``ActivationContext`` over a real SQLite store (``RecordingGate`` in
+conftest records the log calls and ``dispose_all`` for the tests to see).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import textwrap
 import threading
@@ -27,58 +25,15 @@ from hostrt.errors import (
     LifecycleError,
     PluginCompileError,
     PluginError,
-    StorageError,
 )
 from hostrt.grants import GrantManager
 from hostrt.runtimes.base import PluginSource, RuntimeLimits
 from hostrt.runtimes.python import LoadedPythonPlugin, PythonRuntime
 from hostrt.store import Store
 
+from conftest import RecordingGate
+
 HOSTRT_DIR = str(Path(hostrt.__file__).resolve().parent)
-
-
-class FakeGate:
-    """The ActivationContext API in memory, recording what the runtime does."""
-
-    def __init__(self, plugin_id: str = "demo") -> None:
-        self.plugin_id = plugin_id
-        self.plugin_version = "2.1.0"
-        self.data: dict[str, Any] = {}
-        self.logs: list[tuple[str, str, Any]] = []
-        self.events: list[str] = []
-        self.fail_with: BaseException | None = None
-
-    def log(self, level: str, message: str, fields: dict[str, Any] | None = None) -> None:
-        self.logs.append((level, message, fields))
-
-    def storage_get(self, key: str, default: Any = None) -> Any:
-        if self.fail_with is not None:
-            raise self.fail_with
-        return json.loads(json.dumps(self.data.get(key, default)))
-
-    def storage_set(self, key: str, value: Any) -> None:
-        try:
-            self.data[key] = json.loads(json.dumps(value))
-        except TypeError:
-            raise StorageError(f"storage value for '{key}' is not JSON") from None
-
-    def storage_delete(self, key: str) -> bool:
-        return self.data.pop(key, None) is not None
-
-    def storage_keys(self, prefix: str = "") -> list[str]:
-        return sorted(k for k in self.data if k.startswith(prefix))
-
-    def settings_get(self, key: str) -> Any:
-        return None
-
-    def settings_all(self) -> dict[str, Any]:
-        return {}
-
-    def settings_set(self, key: str, value: Any) -> None:
-        pass
-
-    def dispose_all(self) -> None:
-        self.events.append("dispose_all")
 
 
 def make_source(root: Path, source: str, *, plugin_id: str = "demo", timeout_ms: int = 1000) -> PluginSource:
@@ -137,7 +92,7 @@ def deactivate(ctx):
 
 
 def test_load_activate_deactivate_close(tmp_path):
-    gate = FakeGate()
+    gate = RecordingGate("demo", version="2.1.0")
 
     async def main() -> LoadedPythonPlugin:
         runtime = PythonRuntime()
@@ -211,9 +166,9 @@ def test_activate_twice_is_a_lifecycle_error(tmp_path):
     async def main() -> None:
         loaded = await PythonRuntime().load(make_source(tmp_path, "def activate(ctx):\n    pass\n"))
         try:
-            await loaded.activate(FakeGate())
+            await loaded.activate(RecordingGate("demo", version="2.1.0"))
             with pytest.raises(LifecycleError):
-                await loaded.activate(FakeGate())
+                await loaded.activate(RecordingGate("demo", version="2.1.0"))
         finally:
             await loaded.close()
 
@@ -250,7 +205,7 @@ def test_exception_in_activate_names_the_plugin_file_and_line(tmp_path):
         loaded = await PythonRuntime().load(make_source(tmp_path, source))
         try:
             with pytest.raises(PluginError) as excinfo:
-                await loaded.activate(FakeGate())
+                await loaded.activate(RecordingGate("demo", version="2.1.0"))
             return excinfo.value
         finally:
             await loaded.close()
@@ -275,7 +230,7 @@ def test_value_error_message_format(tmp_path):
         loaded = await PythonRuntime().load(make_source(tmp_path, "def activate(ctx):\n    raise ValueError('boom')\n"))
         try:
             with pytest.raises(PluginError) as excinfo:
-                await loaded.activate(FakeGate())
+                await loaded.activate(RecordingGate("demo", version="2.1.0"))
             return excinfo.value
         finally:
             await loaded.close()
@@ -361,7 +316,7 @@ def activate(ctx):
 """
 
 
-async def deactivate_error(source: PluginSource, gate: "FakeGate") -> PluginError:
+async def deactivate_error(source: PluginSource, gate: "RecordingGate") -> PluginError:
     """Load and activate ``source``, then return the PluginError its
     deactivation raises."""
     loaded = await PythonRuntime().load(source)
@@ -376,7 +331,7 @@ async def deactivate_error(source: PluginSource, gate: "FakeGate") -> PluginErro
 
 def test_disposers_run_newest_first_even_when_one_fails(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="hostrt.runtime.python")
-    gate = FakeGate()
+    gate = RecordingGate("demo", version="2.1.0")
 
     error = run(deactivate_error(make_source(tmp_path, FAILING_DISPOSERS), gate))
     assert gate.data["order"] == ["c", "b", "a"]
@@ -389,7 +344,7 @@ def test_several_deactivate_failures_are_counted(tmp_path):
     source = FAILING_DISPOSERS.replace('Step(ctx, "c")', 'Step(ctx, "c", fail=True)') + (
         "\n\ndef deactivate(ctx):\n    raise ValueError('deactivate failed')\n"
     )
-    gate = FakeGate()
+    gate = RecordingGate("demo", version="2.1.0")
 
     error = run(deactivate_error(make_source(tmp_path, source), gate))
     assert "3 errors during deactivate; first: ValueError: deactivate failed" in error.message
@@ -403,7 +358,7 @@ def test_subscriptions_only_take_disposables(tmp_path):
         loaded = await PythonRuntime().load(make_source(tmp_path, source))
         try:
             with pytest.raises(PluginError) as excinfo:
-                await loaded.activate(FakeGate())
+                await loaded.activate(RecordingGate("demo", version="2.1.0"))
             return excinfo.value
         finally:
             await loaded.close()
@@ -442,7 +397,7 @@ def test_system_exit_is_contained(tmp_path, where, source):
         except PluginError as exc:
             return exc
         try:
-            await loaded.activate(FakeGate())
+            await loaded.activate(RecordingGate("demo", version="2.1.0"))
             await loaded.deactivate()
         except PluginError as exc:
             return exc
@@ -471,7 +426,7 @@ def test_print_goes_to_the_plugin_logger(tmp_path, caplog):
 
     async def main() -> None:
         loaded = await PythonRuntime().load(make_source(tmp_path, source))
-        await loaded.activate(FakeGate())
+        await loaded.activate(RecordingGate("demo", version="2.1.0"))
         await loaded.close()
 
     run(main())
@@ -486,7 +441,7 @@ def test_print_to_a_file_is_refused(tmp_path):
         loaded = await PythonRuntime().load(make_source(tmp_path, "def activate(ctx):\n    print('x', file=ctx)\n"))
         try:
             with pytest.raises(PluginError) as excinfo:
-                await loaded.activate(FakeGate())
+                await loaded.activate(RecordingGate("demo", version="2.1.0"))
             return excinfo.value
         finally:
             await loaded.close()
@@ -496,7 +451,7 @@ def test_print_to_a_file_is_refused(tmp_path):
 
 def test_unexpected_host_errors_reach_plugins_as_internal_host_error(tmp_path, caplog):
     caplog.set_level(logging.ERROR, logger="hostrt.runtime.python")
-    gate = FakeGate()
+    gate = RecordingGate("demo", version="2.1.0")
     gate.fail_with = OSError(f"disk trouble at {tmp_path}/secret.db")
     source = """
     def activate(ctx):
@@ -565,7 +520,7 @@ def test_host_judges_the_deadline_even_when_plugin_code_returns(tmp_path):
         loaded = await PythonRuntime(grace_s=5.0).load(make_source(tmp_path, source, timeout_ms=50))
         try:
             with pytest.raises(BudgetExceededError) as excinfo:
-                await loaded.activate(FakeGate())
+                await loaded.activate(RecordingGate("demo", version="2.1.0"))
             return excinfo.value
         finally:
             await loaded.close()
@@ -580,7 +535,7 @@ def test_a_thread_stuck_outside_plugin_code_poisons_the_plugin(tmp_path):
     # awaiting side gives up after timeout + grace, the loop stays
     # responsive, and the plugin is stopped for good.
     release = threading.Event()
-    gate = FakeGate()
+    gate = RecordingGate("demo", version="2.1.0")
 
     def blocked_get(key: str, default: Any = None) -> Any:
         release.wait(10)

@@ -17,7 +17,6 @@ record, no error message and no traceback.
 from __future__ import annotations
 
 import asyncio
-import copy
 import json
 import logging
 import textwrap
@@ -38,49 +37,16 @@ from hostrt.errors import (
     PluginError,
     ResourceLimitError,
     SandboxViolationError,
-    StorageError,
 )
-from hostrt.capabilities import Capability
-from hostrt.context import ActivationContext
-from hostrt.grants import GrantManager
 from hostrt.runtimes.base import PluginSource, RuntimeLimits
 from hostrt.runtimes.pysandbox import facade as facade_module
 from hostrt.runtimes.python import PythonRuntime
 from hostrt.store import Store
 
+from conftest import RecordingGate
+
 SECRET = "hostrt-secret-" + uuid.uuid4().hex
 HOSTRT_DIR = str(Path(hostrt.__file__).resolve().parent)
-
-
-class RecordingGate(ActivationContext):
-    """The real gate over a real SQLite store (``:memory:`` unless shared),
-    holding every capability, and recording the log calls and disposals the
-    tests look at. A secret sits on the gate itself, where an escape through
-    ``ctx`` would find it."""
-
-    def __init__(self, plugin_id: str = "probe", store: Store | None = None) -> None:
-        store = store if store is not None else Store(":memory:")
-        grants = GrantManager(store, lambda pid: ALL_CAPABILITIES)
-        for capability in ALL_CAPABILITIES:
-            store.add_grant(plugin_id, str(capability))
-        super().__init__(
-            plugin_id=plugin_id, plugin_version="1.0.0", store=store, grants=grants,
-            settings_schema={"type": "object", "properties": {"name": {"type": "string", "default": "world"}}},
-        )
-        self._secret = SECRET
-        self.logs: list[tuple[str, str, Any]] = []
-        self.dispose_all_calls = 0
-
-    def log(self, level: str, message: str, fields: dict[str, Any] | None = None) -> None:
-        super().log(level, message, fields)
-        self.logs.append((level, message, copy.deepcopy(fields)))
-
-    def dispose_all(self) -> None:
-        self.dispose_all_calls += 1
-        super().dispose_all()
-
-
-ALL_CAPABILITIES = (Capability("storage"), Capability("settings.read"), Capability("settings.write"))
 
 
 @dataclass
@@ -123,7 +89,7 @@ async def load_and_activate(
     root: Path, source: str, *, plugin_id: str = "probe", timeout_ms: int = 1000,
     store: Store | None = None, grace_s: float = 1.0,
 ) -> Outcome:
-    gate = RecordingGate(plugin_id, store)
+    gate = RecordingGate(plugin_id, store, secret=SECRET)
     capture = _Capture()
     logging.getLogger("hostrt").addHandler(capture)
     start = time.monotonic()

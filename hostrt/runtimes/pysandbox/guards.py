@@ -467,7 +467,6 @@ class Guards:
         """
         budget = self.budget
         bounded = self.iteration.bounded
-        formatting = self.formatting
         charge = budget.charge
 
         def all_iterables(_self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
