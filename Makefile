@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(BIN)/python examples/host_app.py
 
 test: $(STAMP)
+	$(BIN)/python -m pyflakes hostrt tests bench examples
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
