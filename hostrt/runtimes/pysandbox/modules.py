@@ -82,6 +82,23 @@ _STRING_CONSTANTS = (
 ).split()
 
 
+#: textwrap options: (type, lowest, highest, description). For strings the
+#: bounds apply to their length.
+_TEXTWRAP_OPTIONS: dict[str, tuple[type, int, int, str]] = {
+    "tabsize": (int, 0, 64, "an int from 0 to 64"),
+    "max_lines": (int, 1, 100_000, "an int from 1 to 100000"),
+    "initial_indent": (str, 0, 1000, "a string of at most 1000 characters"),
+    "subsequent_indent": (str, 0, 1000, "a string of at most 1000 characters"),
+    "placeholder": (str, 0, 1000, "a string of at most 1000 characters"),
+    "expand_tabs": (bool, 0, 0, "a bool"),
+    "replace_whitespace": (bool, 0, 0, "a bool"),
+    "fix_sentence_endings": (bool, 0, 0, "a bool"),
+    "break_long_words": (bool, 0, 0, "a bool"),
+    "drop_whitespace": (bool, 0, 0, "a bool"),
+    "break_on_hyphens": (bool, 0, 0, "a bool"),
+}
+
+
 class ModuleProxy:
     """Base of the read-only module objects plugins import."""
 
@@ -413,16 +430,29 @@ class ModuleFactory:
             if isinstance(text, str) and (len(text) + 1) * (1 + longest + extra) > MAX_BYTES:
                 raise _limit(bytes_message((len(text) + 1) * (1 + longest + extra), what="wrapped text"))
 
+        def options(kwargs: dict[str, Any]) -> dict[str, Any]:
+            # textwrap takes sizes from its options (tabsize multiplies the
+            # text, width and max_lines steer its loops): accept only known
+            # options, of exact types, within bounds.
+            for key, value in kwargs.items():
+                kind = _TEXTWRAP_OPTIONS.get(key)
+                if kind is None:
+                    raise TypeError(f"textwrap: unexpected option '{key}'")
+                if type(value) is not kind[0] or (kind[0] is not bool and not kind[1] <= (
+                        len(value) if kind[0] is str else value) <= kind[2]):
+                    raise _limit(f"textwrap: option '{key}' must be {kind[3]}")
+            return kwargs
+
         def wrap(text: Any, width: int = 70, **kwargs: Any) -> list[str]:
-            check(text, options=kwargs)
+            check(text, options=options(kwargs))
             return textwrap.wrap(text, width, **kwargs)
 
         def fill(text: Any, width: int = 70, **kwargs: Any) -> str:
-            check(text, options=kwargs)
+            check(text, options=options(kwargs))
             return textwrap.fill(text, width, **kwargs)
 
         def shorten(text: Any, width: int, **kwargs: Any) -> str:
-            check(text, options=kwargs)
+            check(text, options=options(kwargs))
             return textwrap.shorten(text, width, **kwargs)
 
         def dedent(text: Any) -> str:
@@ -450,7 +480,26 @@ class ModuleFactory:
         return {name: getattr(hashlib, name) for name in _HASHES}
 
     def _hmac(self) -> dict[str, Any]:
-        return {"new": hmac.new, "compare_digest": hmac.compare_digest, "digest": hmac.digest}
+        constructors = {getattr(hashlib, name): name for name in _HASHES}
+
+        def digestmod_name(digestmod: Any) -> str:
+            # hmac takes block_size from digestmod and pads the key to it: a
+            # plugin object there would choose the size. Only the hash names
+            # and the hashlib constructors plugins can reach are accepted.
+            if type(digestmod) is str and digestmod in _HASHES:
+                return digestmod
+            name = constructors.get(digestmod) if callable(digestmod) else None
+            if name is None:
+                raise TypeError(f"hmac: digestmod must be one of {', '.join(sorted(_HASHES))}")
+            return name
+
+        def new(key: Any, msg: Any = None, digestmod: Any = "") -> Any:
+            return hmac.new(key, msg, digestmod_name(digestmod))
+
+        def digest(key: Any, msg: Any, digest: Any) -> bytes:
+            return hmac.digest(key, msg, digestmod_name(digest))
+
+        return {"new": new, "compare_digest": hmac.compare_digest, "digest": digest}
 
     def _uuid(self) -> dict[str, Any]:
         names = "UUID uuid3 uuid4 uuid5 NAMESPACE_DNS NAMESPACE_URL NAMESPACE_OID NAMESPACE_X500".split()
