@@ -1209,3 +1209,15 @@ def test_native_plus_equals_on_numbers_still_refuses_sequence_growth(tmp_path):
     body = "s = 'x' * 1000\nfor i in range(40):\n    s += s\nctx.storage.set('len', len(s))"
     outcome = run(tmp_path, activate_body(body))
     assert isinstance(outcome.error, ResourceLimitError), outcome.error
+
+
+def test_datetime_strptime_works_and_underscore_imports_stay_refused(tmp_path):
+    body = """
+    from datetime import datetime
+    ctx.storage.set('year', datetime.strptime('2026-11-21', '%Y-%m-%d').year)
+    """
+    outcome = run(tmp_path, activate_body(body))
+    assert outcome.error is None, outcome.error
+    assert outcome.gate.storage_get("year") == 2026
+    outcome = run(tmp_path, "import _strptime\n" + activate_body("pass"))
+    assert isinstance(outcome.error, PluginCompileError)

@@ -16,6 +16,7 @@ particular); the proxy classes are shared.
 
 from __future__ import annotations
 
+import _strptime
 import base64
 import bisect
 import datetime
@@ -642,6 +643,11 @@ class ModuleFactory:
         return {"annotations": True}
 
 
+#: Modules that C functions of allowed modules import lazily, by name, through
+#: the running code's ``__import__``: handed to them as the real module.
+_C_LAZY_IMPORTS = {"_strptime": _strptime}
+
+
 class Importer:
     """The ``__import__`` of one plugin: allow-listed names only, one proxy
     per module per plugin."""
@@ -650,9 +656,14 @@ class Importer:
         self._factory = factory
         self._cache: dict[str, ModuleProxy] = {}
 
-    def __call__(self, name: Any, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> ModuleProxy:
+    def __call__(self, name: Any, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
         if level:
             raise SandboxImportError("relative imports are not supported in plugins")
+        if type(name) is str and name in _C_LAZY_IMPORTS:
+            # Asked by C code running for the plugin (datetime.strptime imports
+            # _strptime through the current builtins); plugin code itself can
+            # neither name __import__ nor import an underscore name.
+            return _C_LAZY_IMPORTS[name]
         if type(name) is not str or (name not in ALLOWED_MODULES and name != "__future__"):
             raise SandboxImportError(
                 f"import of '{name}' is not allowed in plugins (allowed: {', '.join(ALLOWED_MODULES)})",
