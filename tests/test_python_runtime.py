@@ -201,16 +201,7 @@ def test_exception_in_activate_names_the_plugin_file_and_line(tmp_path):
         helper(data)
     """
 
-    async def main() -> PluginError:
-        loaded = await PythonRuntime().load(make_source(tmp_path, source))
-        try:
-            with pytest.raises(PluginError) as excinfo:
-                await loaded.activate(RecordingGate("demo", version="2.1.0"))
-            return excinfo.value
-        finally:
-            await loaded.close()
-
-    error = run(main())
+    error = run(activate_error(make_source(tmp_path, source)))
     assert type(error) is PluginError and error.code == "E_PLUGIN"
     assert error.file == "demo/plugin.py" and error.line == 2 and error.column == 12
     assert error.reason == "KeyError: 'missing'"
@@ -226,16 +217,7 @@ def test_exception_in_activate_names_the_plugin_file_and_line(tmp_path):
 
 
 def test_value_error_message_format(tmp_path):
-    async def main() -> PluginError:
-        loaded = await PythonRuntime().load(make_source(tmp_path, "def activate(ctx):\n    raise ValueError('boom')\n"))
-        try:
-            with pytest.raises(PluginError) as excinfo:
-                await loaded.activate(RecordingGate("demo", version="2.1.0"))
-            return excinfo.value
-        finally:
-            await loaded.close()
-
-    error = run(main())
+    error = run(activate_error(make_source(tmp_path, "def activate(ctx):\n    raise ValueError('boom')\n")))
     assert error.reason == "ValueError: boom" and error.line == 2
     assert "ValueError: boom" in error.message and "demo/plugin.py, line 2" in error.message
     assert_clean_traceback(error, tmp_path)
@@ -316,7 +298,18 @@ def activate(ctx):
 """
 
 
-async def deactivate_error(source: PluginSource, gate: "RecordingGate") -> PluginError:
+async def activate_error(source: PluginSource, gate: ActivationContext | None = None) -> PluginError:
+    """Load ``source`` and return the PluginError its activation raises."""
+    loaded = await PythonRuntime().load(source)
+    try:
+        with pytest.raises(PluginError) as excinfo:
+            await loaded.activate(gate if gate is not None else RecordingGate("demo", version="2.1.0"))
+        return excinfo.value
+    finally:
+        await loaded.close()
+
+
+async def deactivate_error(source: PluginSource, gate: ActivationContext) -> PluginError:
     """Load and activate ``source``, then return the PluginError its
     deactivation raises."""
     loaded = await PythonRuntime().load(source)
@@ -354,16 +347,7 @@ def test_several_deactivate_failures_are_counted(tmp_path):
 def test_subscriptions_only_take_disposables(tmp_path):
     source = "def activate(ctx):\n    ctx.subscriptions.append(42)\n"
 
-    async def main() -> PluginError:
-        loaded = await PythonRuntime().load(make_source(tmp_path, source))
-        try:
-            with pytest.raises(PluginError) as excinfo:
-                await loaded.activate(RecordingGate("demo", version="2.1.0"))
-            return excinfo.value
-        finally:
-            await loaded.close()
-
-    assert "expects an object with a dispose() method" in run(main()).message
+    assert "expects an object with a dispose() method" in run(activate_error(make_source(tmp_path, source))).message
 
 
 def test_deactivate_without_activate_does_nothing(tmp_path):
@@ -437,16 +421,8 @@ def test_print_goes_to_the_plugin_logger(tmp_path, caplog):
 
 
 def test_print_to_a_file_is_refused(tmp_path):
-    async def main() -> PluginError:
-        loaded = await PythonRuntime().load(make_source(tmp_path, "def activate(ctx):\n    print('x', file=ctx)\n"))
-        try:
-            with pytest.raises(PluginError) as excinfo:
-                await loaded.activate(RecordingGate("demo", version="2.1.0"))
-            return excinfo.value
-        finally:
-            await loaded.close()
-
-    assert "print(file=...) is not supported" in run(main()).message
+    source = "def activate(ctx):\n    print('x', file=ctx)\n"
+    assert "print(file=...) is not supported" in run(activate_error(make_source(tmp_path, source))).message
 
 
 def test_unexpected_host_errors_reach_plugins_as_internal_host_error(tmp_path, caplog):
@@ -484,17 +460,10 @@ def test_real_gate_capability_errors_reach_plugin_code_cleanly(tmp_path):
         ctx.storage.get("x")
     """
 
-    async def main() -> PluginError:
-        loaded = await PythonRuntime().load(make_source(tmp_path, source))
-        try:
-            with pytest.raises(PluginError) as excinfo:
-                await loaded.activate(gate)
-            return excinfo.value
-        finally:
-            await loaded.close()
-            store.close()
-
-    error = run(main())
+    try:
+        error = run(activate_error(make_source(tmp_path, source), gate))
+    finally:
+        store.close()
     assert error.reason == "CapabilityError: plugin 'demo' lacks capability 'storage'"
     assert error.line == 6
     assert_clean_traceback(error, tmp_path)
