@@ -172,6 +172,23 @@ def _check_size(n: int, x: Any) -> None:
         raise SandboxLimitError(items_message(n))
 
 
+def _approve_size(n: int, x: Any, charge: Callable[[int], None]) -> None:
+    """Refuse a sequence result of ``n`` items/bytes past the limit for ``x``'s
+    kind; account large approved ones to the budget."""
+    _check_size(n, x)
+    if n >= CHARGE_THRESHOLD:
+        charge(n)
+
+
+def _approve_text(n: int, what: str, charge: Callable[[int], None]) -> None:
+    """Refuse a text result of ``n`` characters past MAX_BYTES; account large
+    approved ones to the budget."""
+    if n > MAX_BYTES:
+        raise SandboxLimitError(bytes_message(n, what=what))
+    if n >= CHARGE_THRESHOLD:
+        charge(n)
+
+
 def _check_bits(bits: int, what: str = "integer") -> None:
     if bits > MAX_INT_BITS:
         digits = int(bits * 0.30103) + 1
@@ -286,10 +303,7 @@ class Guards:
 
         def check_repeat(seq: Any, count: Any) -> None:
             if isinstance(seq, _SEQ_TYPES) and isinstance(count, int):
-                n = _seq_len(seq) * max(0, int(count))
-                _check_size(n, seq)
-                if n >= CHARGE_THRESHOLD:
-                    charge(n)
+                _approve_size(_seq_len(seq) * max(0, int(count)), seq, charge)
 
         def _mul_(a: Any, b: Any) -> Any:
             ta = type(a)
@@ -307,10 +321,7 @@ class Guards:
 
         def check_concat(a: Any, b: Any) -> None:
             if isinstance(a, _SEQ_TYPES) and isinstance(b, _SEQ_TYPES):
-                n = _seq_len(a) + _seq_len(b)
-                _check_size(n, a)
-                if n >= CHARGE_THRESHOLD:
-                    charge(n)
+                _approve_size(_seq_len(a) + _seq_len(b), a, charge)
 
         def _add_(a: Any, b: Any) -> Any:
             ta = type(a)
@@ -365,10 +376,7 @@ class Guards:
                 # another), so the size checked is the size added.
                 if type(b) not in BOUNDED_TYPES:
                     b = bounded(b)
-                n = _seq_len(a) + len(b)
-                _check_size(n, a)
-                if n >= CHARGE_THRESHOLD:
-                    charge(n)
+                _approve_size(_seq_len(a) + len(b), a, charge)
                 return operator.iadd(a, b)
             check_concat(a, b)
             return operator.iadd(a, b)
@@ -492,19 +500,12 @@ class Guards:
                 total = sum(map(_char_len, items)) + _char_len(sep) * max(0, len(items) - 1)
             except TypeError:
                 return (items,), kwargs  # the real join raises the TypeError
-            if total > MAX_BYTES:
-                raise SandboxLimitError(bytes_message(total, what="joined string"))
-            if total >= CHARGE_THRESHOLD:
-                charge(total)
+            _approve_text(total, "joined string", charge)
             return (items,), kwargs
 
         def width(s: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             if args and isinstance(args[0], int) and isinstance(s, _TEXT_TYPES):
-                n = int(args[0])
-                if n > MAX_BYTES:
-                    raise SandboxLimitError(bytes_message(n, what="padded string"))
-                if n >= CHARGE_THRESHOLD:
-                    charge(n)
+                _approve_text(int(args[0]), "padded string", charge)
             return args, kwargs
 
         def expandtabs(s: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -527,11 +528,7 @@ class Guards:
                     return args, kwargs
                 if isinstance(count, int) and count >= 0:
                     hits = min(hits, count)
-                n = _char_len(s) + hits * (new_len - old_len)
-                if n > MAX_BYTES:
-                    raise SandboxLimitError(bytes_message(n, what="replaced string"))
-                if n >= CHARGE_THRESHOLD:
-                    charge(n)
+                _approve_text(_char_len(s) + hits * (new_len - old_len), "replaced string", charge)
             return args, kwargs
 
         def translate(s: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
