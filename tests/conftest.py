@@ -119,3 +119,16 @@ class RecordingGate(ActivationContext):
     def dispose_all(self) -> None:
         self.events.append("dispose_all")
         super().dispose_all()
+
+
+def cyclic_values() -> list[tuple[Any, str]]:
+    """Values that contain themselves, each with the JSON path of the first
+    repeat: a list, a dict, a cycle through two containers, a nested one."""
+    a: list[Any] = []
+    a.append(a)
+    d: dict[str, Any] = {}
+    d["self"] = d
+    inner: dict[str, Any] = {}
+    outer = {"x": [inner]}
+    inner["back"] = outer
+    return [(a, "$[0]"), (d, "$.self"), (outer, "$.x[0].back"), ([[[a]]], "$[0][0][0][0]")]

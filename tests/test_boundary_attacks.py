@@ -56,6 +56,8 @@ from hostrt.manifest import MAX_MANIFEST_BYTES, load_manifest, resolve_main
 from hostrt.runtimes.base import RuntimeLimits
 from hostrt.store import Store
 
+from conftest import cyclic_values
+
 HOSTRT_DIR = str(Path(hostrt.__file__).resolve().parent)
 
 STORAGE = Capability("storage")
@@ -616,14 +618,7 @@ def test_huge_ints_are_refused_with_the_documented_error(world, site):
 
 def test_cyclic_values_are_refused(world):
     before = world.dump()
-    a: list[Any] = []
-    a.append(a)
-    d: dict[str, Any] = {}
-    d["self"] = d
-    inner: dict[str, Any] = {}
-    outer = {"x": [inner]}
-    inner["back"] = outer
-    for value in (a, d, outer, [[[a]]]):
+    for value, _path in cyclic_values():
         with pytest.raises(StorageError, match="contains itself"):
             world.attacker.storage_set("k", value)
     assert world.dump() == before

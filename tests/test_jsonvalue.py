@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hostrt import jsonvalue
 from hostrt.jsonvalue import MAX_INT_DIGITS, JSONValueError, check, copy, encode, encoded_size
 
-from conftest import finishes
+from conftest import cyclic_values, finishes
 
 
 def reference(value: Any) -> str:
@@ -349,14 +349,7 @@ def test_no_method_of_a_hostile_object_is_ever_called(hostile: Any, value: Any) 
 
 
 def test_cycles_are_refused() -> None:
-    a: list[Any] = []
-    a.append(a)
-    d: dict[str, Any] = {}
-    d["self"] = d
-    inner: dict[str, Any] = {}
-    outer = {"x": [inner]}
-    inner["back"] = outer
-    for value, path in [(a, "$[0]"), (d, "$.self"), (outer, "$.x[0].back"), ([[[a]]], "$[0][0][0][0]")]:
+    for value, path in cyclic_values():
         with pytest.raises(JSONValueError, match="contains itself") as info:
             encode(value)
         assert str(info.value).startswith(path + ":")
