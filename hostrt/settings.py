@@ -93,7 +93,7 @@ def write_setting(store: Store, plugin_id: str, schema: SettingsSchema, key: Any
         raise SettingsError(f"setting '{key}' of plugin '{plugin_id}' refused: {exc}") from None
 
     def check(stored: dict[str, Any]) -> None:
-        if jsonvalue.size_bytes(jsonvalue.encode(stored)) > MAX_SETTINGS_BYTES:
+        if jsonvalue.encoded_size(stored) > MAX_SETTINGS_BYTES:
             raise SettingsError(f"settings of plugin '{plugin_id}' would exceed {MAX_SETTINGS_BYTES} bytes")
         problem = schema.first_error(schema.merged(stored))
         if problem is not None:
