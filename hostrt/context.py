@@ -65,6 +65,25 @@ def printable(text: str) -> str:
                    for c in text)
 
 
+def write_plugin_log(plugin_id: str, level: str, message: str, fields: dict[str, Any] | None = None) -> None:
+    """Validate and write one plugin log record (see
+    :meth:`ActivationContext.log`). Runtimes also use it for output a plugin
+    makes before it has a context (``console.log`` at the top level)."""
+    if type(level) is not str or level not in LOG_LEVELS:
+        raise HostrtError("log level must be one of 'debug', 'info', 'warn', 'error'")
+    if type(message) is not str:
+        raise HostrtError(f"log message must be a string, not {type(message).__name__}")
+    if len(message) > MAX_LOG_MESSAGE:
+        message = message[:MAX_LOG_MESSAGE] + f"... [{len(message) - MAX_LOG_MESSAGE} characters cut]"
+    extra: dict[str, Any] = {"plugin_id": plugin_id}
+    if fields is not None:
+        if type(fields) is not dict:
+            raise HostrtError(f"log fields must be an object, not {type(fields).__name__}")
+        text = _encode(fields, "log fields", HostrtError, MAX_LOG_FIELDS_BYTES, path="fields")
+        extra["plugin_fields"] = jsonvalue.decode(text)
+    plugin_logger(plugin_id).log(LOG_LEVELS[level], "%s", printable(message), extra=extra)
+
+
 @dataclass(frozen=True)
 class ContextLimits:
     """Per-plugin data limits applied by the context."""
@@ -100,7 +119,6 @@ class ActivationContext:
         self._grants = grants
         self._settings = SettingsSchema(settings_schema)
         self._limits = limits or ContextLimits()
-        self._logger = plugin_logger(plugin_id)
         self._disposers: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -140,19 +158,7 @@ class ActivationContext:
         handlers as ``record.plugin_fields``.
         """
         self._enter(None)
-        if type(level) is not str or level not in LOG_LEVELS:
-            raise HostrtError("log level must be one of 'debug', 'info', 'warn', 'error'")
-        if type(message) is not str:
-            raise HostrtError(f"log message must be a string, not {type(message).__name__}")
-        if len(message) > MAX_LOG_MESSAGE:
-            message = message[:MAX_LOG_MESSAGE] + f"... [{len(message) - MAX_LOG_MESSAGE} characters cut]"
-        extra: dict[str, Any] = {"plugin_id": self._id}
-        if fields is not None:
-            if type(fields) is not dict:
-                raise HostrtError(f"log fields must be an object, not {type(fields).__name__}")
-            text = _encode(fields, "log fields", HostrtError, MAX_LOG_FIELDS_BYTES, path="fields")
-            extra["plugin_fields"] = jsonvalue.decode(text)
-        self._logger.log(LOG_LEVELS[level], "%s", printable(message), extra=extra)
+        write_plugin_log(self._id, level, message, fields)
 
     # -- storage ------------------------------------------------------------
 

@@ -69,9 +69,10 @@ class HostPolicy:
 
 def default_runtimes() -> list[Runtime]:
     """The runtimes a host gets when it names none."""
+    from .runtimes.js import JavaScriptRuntime
     from .runtimes.python import PythonRuntime
 
-    return [PythonRuntime()]
+    return [PythonRuntime(), JavaScriptRuntime()]
 
 
 class Host:
@@ -268,6 +269,22 @@ class Host:
             return self._set(record, PluginState.FAILED, exc)
         record._loaded, record._context = loaded, context
         self._set(record, PluginState.ACTIVE, None)
+        loaded.on_crash(lambda error: self._on_crash(record, loaded, error))
+
+    def _on_crash(self, record: PluginRecord, loaded: LoadedPlugin, error: PluginError) -> None:
+        """A runtime reports that an active plugin failed between entries."""
+        asyncio.get_running_loop().create_task(self._crashed(record, loaded, error))
+
+    async def _crashed(self, record: PluginRecord, loaded: LoadedPlugin, error: PluginError) -> None:
+        async with self._lock:
+            if record._loaded is not loaded or record.state is not PluginState.ACTIVE:
+                return  # already deactivated or replaced
+            context = record._context
+            record._loaded = record._context = None
+            if context is not None:
+                context.close()
+            await loaded.close()
+            self._set(record, PluginState.FAILED, error)
 
     def _set(self, record: PluginRecord, state: PluginState, error: HostrtError | None) -> None:
         record._state = state

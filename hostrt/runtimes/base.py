@@ -7,7 +7,7 @@ import stat
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 from ..errors import PluginError
 
@@ -130,6 +130,13 @@ class LoadedPlugin(ABC):
         """Call the plugin's ``deactivate(ctx)`` if it has one, then dispose
         everything in ``ctx.subscriptions`` (newest first), all in one entry
         under the budget. Errors are raised after every disposer has run."""
+
+    def on_crash(self, callback: "Callable[[PluginError], None]") -> None:
+        """Ask to be told, through ``callback(error)``, when the plugin fails
+        on its own after activation (plugin code the runtime runs without
+        the host asking, such as a timer, broke a limit). The runtime has
+        already stopped the plugin's code when it calls back. Runtimes that
+        never run plugin code unasked need not override this."""
 
     @abstractmethod
     async def close(self) -> None:

@@ -1,0 +1,273 @@
+"""The JavaScript runtime: ``plugin.js`` in its own V8 isolate (mini-racer).
+
+Each loaded plugin gets one isolate with a hard heap limit. The bootstrap
+shim (``js_api/bootstrap.js``) runs first and builds ``ctx``; then the
+plugin's source runs as a script (CommonJS shape: ``module.exports``). The
+host talks to the isolate only through :class:`~.js_channel.Channel`: one
+JSON message each way per exchange, every eval under the plugin's
+wall-clock timeout.
+
+The host side is the authority. Each host call is checked by the plugin's
+:class:`~hostrt.context.ActivationContext` (grants read at the moment of
+the call); the plugin is known by the isolate the call came from, never by
+anything the isolate says.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from importlib import resources
+from typing import Any, Callable
+
+from ..context import ActivationContext, write_plugin_log
+from ..errors import HostrtError, LifecycleError, PluginError
+from . import js_errors
+from .base import LoadedPlugin, PluginSource, Runtime
+from .js_channel import Channel, ChannelLimits, EntryFailed, pump_code
+from .js_engine import EngineScriptError, Isolate
+
+_log = logging.getLogger("hostrt.runtime.js")
+
+#: Time allowed for compiling, on top of the plugin's own timeout, per MiB
+#: of source (big bundles take a while to parse).
+COMPILE_ALLOWANCE_S_PER_MIB = 0.5
+
+
+def bootstrap_source() -> str:
+    """The shim's source, as shipped in ``hostrt.js_api``."""
+    return resources.files("hostrt.js_api").joinpath("bootstrap.js").read_text(encoding="utf-8")
+
+
+_BOOTSTRAP: str | None = None
+
+
+def _bootstrap_for(source: PluginSource, limits: ChannelLimits) -> str:
+    global _BOOTSTRAP
+    if _BOOTSTRAP is None:
+        _BOOTSTRAP = bootstrap_source()
+    return (
+        _BOOTSTRAP.replace("__PLUGIN_ID__", json.dumps(source.plugin_id))
+        .replace("__PLUGIN_VERSION__", json.dumps(source.version))
+        .replace("__LIMITS__", json.dumps(limits.for_shim()))
+        + "\n" + pump_code([])
+        + "\n//# sourceURL=hostrt/bootstrap.js\n"
+    )
+
+
+class JavaScriptRuntime(Runtime):
+    """Loads ``plugin.js`` files into isolated V8 contexts."""
+
+    name = "javascript"
+
+    def __init__(self, *, limits: ChannelLimits | None = None) -> None:
+        self.limits = limits or ChannelLimits()
+
+    def check(self, source: PluginSource) -> None:
+        """Read the source. Syntax is checked by V8 when the plugin loads
+        (compiling needs an isolate; :meth:`load` reports the line)."""
+        source.read_text()
+
+    async def load(self, source: PluginSource) -> "LoadedJavaScriptPlugin":
+        """Create the plugin's isolate, run the shim and the plugin's top
+        level under its timeout. Raises PluginCompileError for a syntax
+        error and PluginError if the top level throws or breaks a limit;
+        nothing is left running in either case."""
+        plugin = LoadedJavaScriptPlugin(source, self.limits)
+        try:
+            await plugin._load()
+        except BaseException:
+            await plugin.close()
+            raise
+        return plugin
+
+
+class LoadedJavaScriptPlugin(LoadedPlugin):
+    """One plugin version in its own isolate."""
+
+    def __init__(self, source: PluginSource, limits: ChannelLimits) -> None:
+        self.source = source
+        self._limits = limits
+        self._timeout_s = source.limits.timeout_ms / 1000
+        self._channel: Channel | None = None
+        self._gate: ActivationContext | None = None
+        self._on_crash: Callable[[PluginError], None] | None = None
+        self._active = False
+        self._closed = False
+        self._ops = _operations()
+
+    # -- loading -----------------------------------------------------------------
+
+    async def _load(self) -> None:
+        source = self.source
+        text = source.read_text()
+        if text.startswith("\ufeff"):
+            text = text[1:]
+        isolate = Isolate.create(source.limits.memory_mb * 1024 * 1024)
+        self._channel = Channel(
+            isolate,
+            self,
+            plugin_id=source.plugin_id,
+            display_file=source.display_file,
+            timeout_s=self._timeout_s,
+            limits=self._limits,
+            describe_error=self._describe,
+        )
+        await self._channel.run_script(_bootstrap_for(source, self._limits), max(self._timeout_s, 2.0))
+        # The plugin's source runs as a script, unwrapped, so V8's line and
+        # column numbers are the author's own. The trailing pump returns what
+        # the top level queued (console output).
+        script = text + "\n;" + pump_code([]) + "\n//# sourceURL=" + source.display_file + "\n"
+        allowance = COMPILE_ALLOWANCE_S_PER_MIB * len(text) / (1024 * 1024)
+        try:
+            await self._channel.run_script(script, self._timeout_s + allowance)
+        except EngineScriptError as exc:
+            error = js_errors.from_script_error(source.plugin_id, source.display_file, exc.text, parse=exc.parse)
+            await self._collect_output()
+            raise error from None
+
+    async def _collect_output(self) -> None:
+        """Deliver what the plugin logged before it failed; best effort."""
+        channel = self._channel
+        if channel is not None and channel.failure is None:
+            try:
+                await channel.exchange([])
+            except Exception:  # noqa: BLE001 - the original error matters more
+                pass
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def activate(self, ctx: ActivationContext) -> None:
+        """Call ``activate(ctx)`` and wait (under the timeout) for the
+        promise it returns, if any."""
+        if self._closed:
+            raise LifecycleError(f"plugin '{self.source.plugin_id}' is closed")
+        if self._gate is not None:
+            raise LifecycleError(f"plugin '{self.source.plugin_id}' is already active")
+        self._gate = ctx
+        await self._entry("activate", "activate")
+        self._active = True
+
+    async def deactivate(self) -> None:
+        """Call ``deactivate(ctx)`` if exported, then dispose
+        ``ctx.subscriptions`` newest first, all under one timeout; then the
+        gate's host-side registrations. Every disposer runs; the first error
+        is raised afterwards."""
+        if self._gate is None:
+            return
+        gate = self._gate
+        errors: list[PluginError] = []
+        try:
+            await self._entry("deactivate", "deactivate")
+        except _ManyErrors as many:
+            errors.extend(many.errors)
+        except PluginError as exc:
+            errors.append(exc)
+        finally:
+            self._active = False
+            try:
+                gate.dispose_all()
+            except Exception as exc:  # noqa: BLE001 - host code: report, keep going
+                errors.append(PluginError(self.source.plugin_id, f"host clean-up failed: {exc}"))
+            self._gate = None
+        if errors:
+            first = errors[0]
+            if len(errors) == 1:
+                raise first
+            raise type(first)(
+                self.source.plugin_id,
+                f"{len(errors)} errors during deactivate; first: {first.reason}",
+                file=first.file, line=first.line, column=first.column,
+                plugin_traceback=first.plugin_traceback,
+            )
+
+    async def _entry(self, target: str, doing: str) -> Any:
+        channel = self._channel
+        if channel is None:
+            raise LifecycleError(f"plugin '{self.source.plugin_id}' is not loaded")
+        try:
+            return await channel.enter(target, settle_timeout_s=self._timeout_s)
+        except EntryFailed as failed:
+            info = failed.info
+            if type(info) is dict and type(info.get("errors")) is list:
+                raise _ManyErrors([self._describe(i, f"{doing}: ") for i in info["errors"]]) from None
+            raise self._describe(info, f"{doing}: ") from None
+
+    def _describe(self, info: Any, doing: str) -> PluginError:
+        return js_errors.from_info(self.source.plugin_id, self.source.display_file, info, doing=doing)
+
+    def on_crash(self, callback: Callable[[PluginError], None]) -> None:
+        """``callback(error)`` runs if the plugin fails on its own after
+        activation (a timer that ran past its limit, a promise that never
+        settled, a heap limit hit between entries)."""
+        self._on_crash = callback
+
+    async def close(self) -> None:
+        """Free the isolate (terminating anything still running). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._gate = None
+        channel, self._channel = self._channel, None
+        if channel is not None:
+            try:
+                await channel.close()
+            except Exception:  # noqa: BLE001 - close never raises
+                _log.exception("closing plugin '%s' failed", self.source.plugin_id)
+
+    # -- ChannelHost ---------------------------------------------------------------------
+
+    def dispatch(self, op: str, args: list[Any]) -> Any:
+        handler = self._ops.get(op)
+        if handler is None:
+            raise HostrtError(f"unknown host operation '{op}'")
+        gate = self._gate
+        if gate is None:
+            raise LifecycleError(f"plugin '{self.source.plugin_id}' is not active")
+        return handler(gate, args)
+
+    def log(self, level: str, message: str, fields: Any) -> None:
+        if self._gate is not None and not self._gate.closed:
+            self._gate.log(level, message, fields)
+        else:
+            write_plugin_log(self.source.plugin_id, level, message, fields)
+
+    def uncaught(self, where: str, info: Any) -> None:
+        error = self._describe(info, "uncaught error in a timer: " if where == "timer" else f"{where}: ")
+        _log.warning("%s", error)
+        write_plugin_log(self.source.plugin_id, "error", error.reason)
+
+    def failed(self, error: PluginError) -> None:
+        _log.error("%s", error)
+        if self._active and self._on_crash is not None:
+            self._active = False
+            self._on_crash(error)
+
+
+class _ManyErrors(Exception):
+    def __init__(self, errors: list[PluginError]) -> None:
+        super().__init__(f"{len(errors)} errors")
+        self.errors = errors
+
+
+def _args(args: list[Any], low: int, high: int, op: str) -> list[Any]:
+    if not low <= len(args) <= high:
+        raise HostrtError(f"{op} takes {low}-{high} arguments, got {len(args)}")
+    return args
+
+
+def _operations() -> dict[str, Callable[[ActivationContext, list[Any]], Any]]:
+    """Host calls the shim may make, each mapped onto the gate. The gate
+    checks grants and validates values; this only fixes the arity."""
+    return {
+        "storage.get": lambda g, a: g.storage_get(*_args(a, 1, 2, "storage.get")),
+        "storage.set": lambda g, a: g.storage_set(*_args(a, 2, 2, "storage.set")),
+        "storage.delete": lambda g, a: g.storage_delete(*_args(a, 1, 1, "storage.delete")),
+        "storage.keys": lambda g, a: g.storage_keys(*_args(a, 0, 1, "storage.keys")),
+        "settings.get": lambda g, a: g.settings_get(*_args(a, 1, 1, "settings.get")),
+        "settings.all": lambda g, a: g.settings_all(*_args(a, 0, 0, "settings.all")),
+        "settings.set": lambda g, a: g.settings_set(*_args(a, 2, 2, "settings.set")),
+    }
+
+
+__all__ = ["JavaScriptRuntime", "LoadedJavaScriptPlugin", "bootstrap_source"]

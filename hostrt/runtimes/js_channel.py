@@ -1,0 +1,415 @@
+"""The host side of the bootstrap shim's message protocol.
+
+One :class:`Channel` drives one isolate. Each *exchange* is a single eval,
+``__hostrt_pump("<inbound JSON>")``, that delivers the host's messages and
+returns everything the plugin queued since the last exchange, as one JSON
+text. A host call from JavaScript therefore costs one message each way; the
+channel answers every call in the next exchange.
+
+mini-racer runs the isolate's microtasks (the continuations of ``await``)
+right *after* each eval, outside any task the host can cancel. Two rules
+keep them under the host's clock:
+
+* every exchange that delivered something is followed by another eval
+  (a *flush*, or the next exchange) -- which can only start once those
+  microtasks are done, so it collects what they queued, and
+* every eval has a timeout. Microtasks that never finish make the next eval
+  time out; the channel then fails and the isolate is freed, which is the
+  one thing that terminates code running outside a task.
+
+The channel never trusts what it reads: the outbound text is parsed as JSON
+with size limits, each message is checked for shape, and anything else is
+a protocol failure that stops this plugin only. Identity is never read from
+a message: a channel belongs to one plugin's isolate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..errors import BudgetExceededError, HostrtError, PluginError, ResourceLimitError
+from .js_engine import (
+    EngineClosed,
+    EngineError,
+    EngineOutOfMemory,
+    EngineProtocolError,
+    EngineScriptError,
+    EngineTimeout,
+    Isolate,
+)
+
+_log = logging.getLogger("hostrt.runtime.js")
+
+
+@dataclass(frozen=True)
+class ChannelLimits:
+    """Sizes the shim enforces first and the host enforces again."""
+
+    #: Characters of messages one exchange may return.
+    max_outbox_chars: int = 8 * 1024 * 1024
+    #: Characters of JSON one value (an argument, a result) may take.
+    max_value_chars: int = 2 * 1024 * 1024
+    #: Nesting depth of one value.
+    max_depth: int = 64
+    #: Host calls awaiting an answer at once.
+    max_pending_calls: int = 10000
+    #: Timers pending at once.
+    max_timers: int = 1000
+    #: Characters kept of an error's name, message or stack.
+    max_error_chars: int = 16384
+
+    def for_shim(self) -> dict[str, int]:
+        return {
+            "maxOutboxChars": self.max_outbox_chars,
+            "maxValueChars": self.max_value_chars,
+            "maxDepth": self.max_depth,
+            "maxPendingCalls": self.max_pending_calls,
+            "maxTimers": self.max_timers,
+            "maxErrorChars": self.max_error_chars,
+        }
+
+
+class ChannelHost(Protocol):
+    """What the channel needs from the runtime that owns it."""
+
+    def dispatch(self, op: str, args: list[Any]) -> Any:
+        """Run host call ``op`` (raising HostrtError to refuse it)."""
+
+    def log(self, level: str, message: str, fields: Any) -> None:
+        """Write a plugin log line."""
+
+    def uncaught(self, where: str, info: Any) -> None:
+        """Report an error no entry was waiting for (a timer callback)."""
+
+    def failed(self, error: PluginError) -> None:
+        """The plugin broke a limit or the protocol; the channel is dead."""
+
+
+class ProtocolError(Exception):
+    """The isolate sent something the shim never sends."""
+
+
+@dataclass
+class _Entry:
+    future: "asyncio.Future[Any]"
+    target: str
+    timer: asyncio.TimerHandle | None = None
+
+
+@dataclass
+class _State:
+    entries: dict[int, _Entry] = field(default_factory=dict)
+    timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
+
+
+class Channel:
+    """Drives one plugin isolate; see the module docstring."""
+
+    def __init__(
+        self,
+        isolate: Isolate,
+        host: ChannelHost,
+        *,
+        plugin_id: str,
+        display_file: str,
+        timeout_s: float,
+        limits: ChannelLimits,
+        describe_error: Callable[[Any, str], PluginError],
+    ) -> None:
+        self._isolate = isolate
+        self._host = host
+        self._plugin_id = plugin_id
+        self._file = display_file
+        self._timeout_s = timeout_s
+        self._limits = limits
+        self._describe_error = describe_error
+        self._lock = asyncio.Lock()
+        self._state = _State()
+        self._next_entry = 1
+        self._dirty = False
+        self._flusher: asyncio.Task[None] | None = None
+        self._failure: PluginError | None = None
+        self._closed = False
+
+    @property
+    def failure(self) -> PluginError | None:
+        return self._failure
+
+    # -- evaluation ---------------------------------------------------------------
+
+    async def run_script(self, code: str, timeout_s: float) -> None:
+        """Evaluate a script that ends by returning the shim's outbox (the
+        bootstrap, the plugin's source) and handle what it queued."""
+        text = await self._eval(code, timeout_s)
+        self._dirty = True
+        await self._handle(text)
+        self._schedule_flush()
+
+    async def exchange(self, inbound: list[Any]) -> None:
+        """Deliver ``inbound`` and keep exchanging while host calls are
+        being answered."""
+        while True:
+            text = await self._eval(pump_code(inbound), self._timeout_s)
+            if inbound:
+                # What this delivered may have queued microtasks: some eval
+                # must follow to collect them (and to time them out).
+                self._dirty = True
+            replies = await self._handle(text)
+            if not replies:
+                break
+            inbound = replies
+        self._schedule_flush()
+
+    async def _eval(self, code: str, timeout_s: float) -> str:
+        async with self._lock:
+            self._raise_if_dead()
+            try:
+                text = await self._isolate.eval(code, timeout_s)
+            except EngineTimeout:
+                raise self.fail(BudgetExceededError(
+                    self._plugin_id,
+                    f"plugin code ran longer than its time limit of {self._timeout_s * 1000:.0f} ms "
+                    "and was stopped",
+                    file=self._file,
+                ))
+            except EngineOutOfMemory:
+                raise self.fail(ResourceLimitError(
+                    self._plugin_id, "plugin used more memory than its heap limit and was stopped",
+                    file=self._file,
+                ))
+            except EngineScriptError:
+                raise  # the caller knows what the script was
+            except EngineProtocolError as exc:
+                raise self.fail(PluginError(self._plugin_id, f"the isolate broke the host protocol ({exc})",
+                                            file=self._file))
+            except EngineClosed:
+                self._raise_if_dead()
+                raise self.fail(PluginError(self._plugin_id, "the plugin's isolate is closed", file=self._file))
+            return text
+
+    def _raise_if_dead(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+        if self._closed:
+            raise PluginError(self._plugin_id, "the plugin is closed", file=self._file)
+
+    # -- flushing -------------------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if self._dirty and self._flusher is None and self._failure is None and not self._closed:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            while self._dirty and self._failure is None and not self._closed:
+                self._dirty = False
+                await self.exchange([])
+        except (PluginError, EngineError):
+            pass  # the failure is recorded and reported by fail()
+        finally:
+            self._flusher = None
+
+    async def settle(self) -> None:
+        """Wait until everything queued so far has been collected (tests
+        and shutdown use it)."""
+        while self._flusher is not None:
+            await asyncio.shield(self._flusher)
+
+    # -- entries --------------------------------------------------------------------
+
+    async def enter(self, target: str, args: Any = None, *, settle_timeout_s: float | None = None) -> Any:
+        """Run the shim's entry ``target`` and return its result.
+
+        With ``settle_timeout_s`` the plugin must finish (its promise settle)
+        within that time or the plugin fails; without it the entry returns
+        as soon as it was delivered (a timer callback).
+        """
+        self._raise_if_dead()
+        loop = asyncio.get_running_loop()
+        entry_id = self._next_entry
+        self._next_entry += 1
+        entry = _Entry(loop.create_future(), target)
+        self._state.entries[entry_id] = entry
+        if settle_timeout_s is not None:
+            entry.timer = loop.call_later(settle_timeout_s, self._settle_timeout, entry_id)
+        try:
+            await self.exchange([["enter", entry_id, target, args]])
+            if settle_timeout_s is None:
+                return None
+            return await entry.future
+        finally:
+            if entry.timer is not None:
+                entry.timer.cancel()
+            self._state.entries.pop(entry_id, None)
+
+    def _settle_timeout(self, entry_id: int) -> None:
+        entry = self._state.entries.get(entry_id)
+        if entry is None or entry.future.done():
+            return
+        self.fail(BudgetExceededError(
+            self._plugin_id,
+            f"{entry.target} did not finish within the time limit of {self._timeout_s * 1000:.0f} ms "
+            "(a promise that never settled, or work that kept going); the plugin was stopped",
+            file=self._file,
+        ))
+
+    # -- outbound messages ---------------------------------------------------------------
+
+    async def _handle(self, text: str) -> list[Any]:
+        try:
+            messages = self._parse(text)
+        except ProtocolError as exc:
+            raise self.fail(PluginError(self._plugin_id, f"the isolate broke the host protocol: {exc}",
+                                        file=self._file))
+        replies: list[Any] = []
+        for message in messages:
+            try:
+                self._one(message, replies)
+            except ProtocolError as exc:
+                raise self.fail(PluginError(self._plugin_id, f"the isolate broke the host protocol: {exc}",
+                                            file=self._file))
+        return replies
+
+    def _parse(self, text: str) -> list[Any]:
+        if len(text) > self._limits.max_outbox_chars + 4096:
+            raise ProtocolError(f"{len(text)} characters in one exchange")
+        try:
+            messages = json.loads(text)
+        except (ValueError, RecursionError) as exc:
+            raise ProtocolError(f"outbox is not JSON ({type(exc).__name__})") from None
+        if type(messages) is not list:
+            raise ProtocolError("outbox is not a list")
+        return messages
+
+    def _one(self, message: Any, replies: list[Any]) -> None:
+        if type(message) is not list or not message or type(message[0]) is not str:
+            raise ProtocolError("malformed message")
+        kind, args = message[0], message[1:]
+        if kind == "call" and len(args) == 3 and _is_id(args[0]) and type(args[1]) is str and type(args[2]) is list:
+            replies.append(self._call(args[0], args[1], args[2]))
+        elif kind == "log" and len(args) == 3 and type(args[0]) is str and type(args[1]) is str:
+            try:
+                self._host.log(args[0], args[1], args[2])
+            except HostrtError as exc:
+                _log.warning("plugin '%s' wrote a log record the host refused: %s", self._plugin_id, exc.message)
+        elif kind == "done" and len(args) == 3 and _is_id(args[0]) and type(args[1]) is bool:
+            self._done(args[0], args[1], args[2])
+        elif kind == "timer" and len(args) == 2 and _is_id(args[0]) and type(args[1]) in (int, float):
+            self._add_timer(args[0], float(args[1]))
+        elif kind == "untimer" and len(args) == 1 and _is_id(args[0]):
+            handle = self._state.timers.pop(args[0], None)
+            if handle is not None:
+                handle.cancel()
+        elif kind == "error" and len(args) == 2 and type(args[0]) is str:
+            self._host.uncaught(args[0], args[1])
+        else:
+            raise ProtocolError(f"unknown message {kind!r}")
+
+    def _call(self, call_id: int, op: str, args: list[Any]) -> list[Any]:
+        try:
+            value = self._host.dispatch(op, args)
+        except HostrtError as exc:
+            return ["reply", call_id, False, {"code": exc.code, "message": exc.message}]
+        except Exception:  # a host bug: the plugin learns nothing about it
+            _log.exception("host error during %s from plugin '%s'", op, self._plugin_id)
+            return ["reply", call_id, False, {"code": "E_HOSTRT", "message": "internal host error"}]
+        return ["reply", call_id, True, value]
+
+    def _done(self, entry_id: int, ok: bool, value: Any) -> None:
+        entry = self._state.entries.get(entry_id)
+        if entry is None or entry.future.done():
+            return
+        if ok:
+            entry.future.set_result(value)
+        else:
+            entry.future.set_exception(_EntryFailed(value))
+
+    def _add_timer(self, timer_id: int, delay_ms: float) -> None:
+        if self._closed or self._failure is not None:
+            return
+        if timer_id not in self._state.timers and len(self._state.timers) >= self._limits.max_timers:
+            raise ProtocolError(f"more than {self._limits.max_timers} timers")
+        old = self._state.timers.pop(timer_id, None)
+        if old is not None:
+            old.cancel()
+        delay = min(max(delay_ms, 0.0), 2_147_483_647.0) / 1000
+        loop = asyncio.get_running_loop()
+        self._state.timers[timer_id] = loop.call_later(delay, self._fire, timer_id)
+
+    def _fire(self, timer_id: int) -> None:
+        if self._state.timers.pop(timer_id, None) is None or self._closed or self._failure is not None:
+            return
+        asyncio.get_running_loop().create_task(self._run_timer(timer_id))
+
+    async def _run_timer(self, timer_id: int) -> None:
+        try:
+            await self.enter("timer", [timer_id])
+        except (PluginError, EngineError):
+            pass  # recorded by fail()
+
+    # -- failure and shutdown -----------------------------------------------------------
+
+    def fail(self, error: PluginError) -> PluginError:
+        """Stop the plugin for good: reject every waiting entry, drop every
+        timer, free the isolate and tell the runtime. Returns ``error`` (the
+        first failure wins)."""
+        if self._failure is not None:
+            return self._failure
+        self._failure = error
+        self._stop_timers()
+        for entry in self._state.entries.values():
+            if not entry.future.done():
+                entry.future.set_exception(error)
+        asyncio.get_running_loop().create_task(self._isolate.close())
+        try:
+            self._host.failed(error)
+        except Exception:  # noqa: BLE001 - reporting must not mask the failure
+            _log.exception("reporting the failure of plugin '%s' failed", self._plugin_id)
+        return error
+
+    def _stop_timers(self) -> None:
+        for handle in self._state.timers.values():
+            handle.cancel()
+        self._state.timers.clear()
+
+    async def close(self) -> None:
+        """Drop timers and free the isolate. Idempotent; never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop_timers()
+        flusher = self._flusher
+        if flusher is not None:
+            flusher.cancel()
+        await self._isolate.close()
+
+
+class _EntryFailed(Exception):
+    """An entry's plugin code threw; ``info`` is the shim's description."""
+
+    def __init__(self, info: Any) -> None:
+        super().__init__("plugin code failed")
+        self.info = info
+
+
+def _is_id(value: Any) -> bool:
+    return type(value) is int and 1 <= value < 2**53
+
+
+def pump_code(inbound: list[Any]) -> str:
+    """The script for one exchange (also the end of the load script)."""
+    # The argument is a JS string literal holding JSON: json.dumps of text is
+    # a valid JS string literal, and JSON.parse (unlike an object literal)
+    # treats "__proto__" as an ordinary key.
+    text = json.dumps(inbound, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return "__hostrt_pump(" + json.dumps(text) + ")"
+
+
+EntryFailed = _EntryFailed
+
+__all__ = ["Channel", "ChannelHost", "ChannelLimits", "EntryFailed", "pump_code"]

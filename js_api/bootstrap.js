@@ -1,0 +1,493 @@
+// hostrt bootstrap: evaluated once in every plugin isolate, before any plugin
+// code, with the placeholders __PLUGIN_ID__, __PLUGIN_VERSION__ and
+// __LIMITS__ filled in by the host.
+//
+// This file is a convenience layer, not a security boundary. The host checks
+// every grant, validates every value and knows which plugin is calling
+// without trusting anything this code sends; a plugin that rewrites what is
+// built here only breaks itself. What the shim does guarantee is that the
+// host never has to touch a plugin-controlled JS value: everything that
+// crosses is a string this code produced from intrinsics captured before the
+// plugin ran.
+//
+// Protocol. The host drives the isolate with one eval per exchange:
+//     __hostrt_pump("<JSON array of inbound messages>")  -> "<JSON array>"
+// returning every outbound message queued since the last exchange.
+//   inbound:  ["enter", entryId, target, args]   run activate/deactivate/a timer
+//             ["reply", callId, ok, valueOrError]  settle a host call
+//   outbound: ["call", callId, op, args]  ["log", level, message, fields]
+//             ["done", entryId, ok, valueOrError]
+//             ["timer", timerId, delayMs]  ["untimer", timerId]
+//             ["error", where, errorInfo]   an uncaught error outside an entry
+"use strict";
+(function (global) {
+  // -- intrinsics, captured before plugin code can replace them --------------
+  const ObjectCreate = Object.create;
+  const ObjectFreeze = Object.freeze;
+  const ObjectKeys = Object.keys;
+  const ObjectGetPrototypeOf = Object.getPrototypeOf;
+  const ObjectDefineProperty = Object.defineProperty;
+  const ObjectPrototype = Object.prototype;
+  const ArrayIsArray = Array.isArray;
+  const ReflectApply = Reflect.apply;
+  const JSONStringify = JSON.stringify;
+  const JSONParse = JSON.parse;
+  const NumberIsFinite = Number.isFinite;
+  const StringCtor = String;
+  const ErrorCtor = Error;
+  const TypeErrorCtor = TypeError;
+  const RangeErrorCtor = RangeError;
+  const PromiseCtor = Promise;
+  const promiseThen = Promise.prototype.then;
+  const MapCtor = Map;
+  const mapGet = Map.prototype.get;
+  const mapSet = Map.prototype.set;
+  const mapDelete = Map.prototype.delete;
+  const mapHas = Map.prototype.has;
+  const mapForEach = Map.prototype.forEach;
+  const mapClear = Map.prototype.clear;
+  const mapSizeGetter = Object.getOwnPropertyDescriptor(Map.prototype, "size").get;
+  const stringSlice = String.prototype.slice;
+  const arrayJoin = Array.prototype.join;
+
+  const PLUGIN_ID = __PLUGIN_ID__;
+  const PLUGIN_VERSION = __PLUGIN_VERSION__;
+  const LIMITS = __LIMITS__;
+
+  const mapSize = (m) => ReflectApply(mapSizeGetter, m, []);
+  const slice = (s, a, b) => ReflectApply(stringSlice, s, [a, b]);
+  const then = (p, ok, bad) => ReflectApply(promiseThen, p, [ok, bad]);
+  const isThenable = (v) => {
+    if (v === null || (typeof v !== "object" && typeof v !== "function")) return false;
+    return typeof v.then === "function";
+  };
+
+  // -- capability removal ------------------------------------------------------
+  // Everything that can run code outside a host-driven exchange (and so
+  // outside the host's clock), or allocate memory the heap limit does not
+  // see, goes before plugin code can take a reference to it.
+  for (const name of ["WebAssembly", "SharedArrayBuffer", "Atomics", "FinalizationRegistry"]) {
+    delete global[name];
+  }
+  // mini-racer's own timer manager uses Atomics.waitAsync; ours is host-driven.
+  global.__timer_manager = undefined;
+
+  // -- outbox ------------------------------------------------------------------
+  // Messages are kept as JSON text, so nothing the plugin later mutates can
+  // change what it already sent, and no array method it overrides is used.
+  let outbox = "";
+  let outboxBytes = 0;
+  const send = (text) => {
+    outboxBytes += text.length;
+    if (outboxBytes > LIMITS.maxOutboxChars) {
+      outboxBytes -= text.length;
+      throw new RangeErrorCtor(
+        "too much data sent to the host at once (more than " + LIMITS.maxOutboxChars +
+        " characters queued); await host calls before making more");
+    }
+    outbox = outbox === "" ? text : outbox + "," + text;
+  };
+  const takeOutbox = () => {
+    const text = "[" + outbox + "]";
+    outbox = "";
+    outboxBytes = 0;
+    return text;
+  };
+
+  // -- strict JSON encoding ------------------------------------------------------
+  // JSON.stringify silently turns NaN into null, drops functions and calls
+  // toJSON; values for the host must be plain data, so they are walked here
+  // and refused with the JSON path of the first problem.
+  const describe = (v) => {
+    if (v === undefined) return "undefined";
+    if (typeof v === "number") return StringCtor(v);
+    if (typeof v === "bigint") return "a BigInt";
+    if (typeof v === "symbol") return "a Symbol";
+    if (typeof v === "function") return "a function";
+    return "an object that is not a plain object or array";
+  };
+  const pathKey = (path, key) =>
+    /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(key) ? path + "." + key : path + "[" + JSONStringify(key) + "]";
+
+  function encode(value, what) {
+    const seen = [];
+    let size = 0;
+    const limit = LIMITS.maxValueChars;
+    const grow = (n, path) => {
+      size += n;
+      if (size > limit) {
+        throw new RangeErrorCtor(what + " is too large: more than " + limit + " characters as JSON (at " + path + ")");
+      }
+    };
+    const walk = (v, path, depth) => {
+      if (v === null) { grow(4, path); return "null"; }
+      switch (typeof v) {
+        case "boolean": grow(5, path); return v ? "true" : "false";
+        case "string": { const s = JSONStringify(v); grow(s.length, path); return s; }
+        case "number":
+          if (!NumberIsFinite(v)) throw new TypeErrorCtor(what + " is not JSON: " + describe(v) + " at " + path);
+          { const s = JSONStringify(v); grow(s.length, path); return s; }
+        case "object": break;
+        default:
+          throw new TypeErrorCtor(what + " is not JSON: " + describe(v) + " at " + path);
+      }
+      if (depth >= LIMITS.maxDepth) {
+        throw new RangeErrorCtor(what + " is nested more than " + LIMITS.maxDepth + " levels deep at " + path);
+      }
+      for (let i = 0; i < seen.length; i++) {
+        if (seen[i] === v) throw new TypeErrorCtor(what + " is not JSON: it contains a cycle at " + path);
+      }
+      seen[seen.length] = v;
+      let text;
+      if (ArrayIsArray(v)) {
+        const n = v.length;
+        grow(2 + (n > 0 ? n - 1 : 0), path);
+        text = "[";
+        for (let i = 0; i < n; i++) {
+          const item = v[i];
+          const p = path + "[" + i + "]";
+          if (item === undefined) throw new TypeErrorCtor(what + " is not JSON: undefined at " + p);
+          text += (i ? "," : "") + walk(item, p, depth + 1);
+        }
+        text += "]";
+      } else {
+        const proto = ObjectGetPrototypeOf(v);
+        if (proto !== ObjectPrototype && proto !== null) {
+          throw new TypeErrorCtor(what + " is not JSON: " + describe(v) + " at " + path);
+        }
+        const keys = ObjectKeys(v);
+        grow(2, path);
+        text = "{";
+        let first = true;
+        for (let i = 0; i < keys.length; i++) {
+          const key = keys[i];
+          const item = v[key];
+          if (item === undefined) continue;  // as JSON.stringify does
+          const p = pathKey(path, key);
+          const k = JSONStringify(key);
+          grow(k.length + 2, p);
+          text += (first ? "" : ",") + k + ":" + walk(item, p, depth + 1);
+          first = false;
+        }
+        text += "}";
+      }
+      seen.length = seen.length - 1;
+      return text;
+    };
+    return walk(value, "$", 0);
+  }
+
+  // -- errors --------------------------------------------------------------------
+  class HostrtError extends ErrorCtor {
+    constructor(message, code) {
+      super(message);
+      this.code = code === undefined ? "E_HOSTRT" : code;
+    }
+    get name() { return "HostrtError"; }
+  }
+  class CapabilityError extends HostrtError {
+    constructor(message) { super(message, "E_CAPABILITY"); }
+    get name() { return "CapabilityError"; }
+  }
+  const hostError = (info) => {
+    const code = info && typeof info.code === "string" ? info.code : "E_HOSTRT";
+    const message = info && typeof info.message === "string" ? info.message : "host error";
+    return code === "E_CAPABILITY" ? new CapabilityError(message) : new HostrtError(message, code);
+  };
+
+  // Turns anything thrown into plain strings. Reading a plugin's error may
+  // run plugin code (getters, toString): that happens here, inside the
+  // isolate and under the host's clock, never in the host.
+  const MAX_TEXT = LIMITS.maxErrorChars;
+  const clip = (s) => (s.length > MAX_TEXT ? slice(s, 0, MAX_TEXT) + "... [cut]" : s);
+  const safeString = (v) => {
+    try {
+      if (typeof v === "string") return v;
+      if (typeof v === "symbol") return "Symbol(" + StringCtor(v.description) + ")";
+      const s = StringCtor(v);
+      return typeof s === "string" ? s : "(unprintable)";
+    } catch (_) {
+      return "(unprintable)";
+    }
+  };
+  function errorInfo(e) {
+    const info = { name: "Error", message: "", stack: "", code: null, thrown: "error" };
+    if (e === null || (typeof e !== "object" && typeof e !== "function")) {
+      info.thrown = typeof e;
+      info.name = "Uncaught " + (e === null ? "null" : typeof e);
+      info.message = clip(safeString(e));
+      return info;
+    }
+    try { const n = e.name; if (typeof n === "string") info.name = clip(n); } catch (_) {}
+    try { const m = e.message; info.message = clip(typeof m === "string" ? m : safeString(m === undefined ? e : m)); } catch (_) { info.message = "(unreadable message)"; }
+    try { const s = e.stack; if (typeof s === "string") info.stack = clip(s); } catch (_) {}
+    try { const c = e.code; if (typeof c === "string") info.code = clip(c); } catch (_) {}
+    return info;
+  }
+  const errorText = (e) => {
+    try { return encode(errorInfo(e), "error"); } catch (_) {
+      return '{"name":"Error","message":"(unreportable error)","stack":"","code":null,"thrown":"error"}';
+    }
+  };
+
+  // -- host calls ----------------------------------------------------------------
+  let nextCall = 1;
+  const pending = new MapCtor();
+  const call = (op, args) => {
+    if (closed) return PromiseCtor.reject(new HostrtError("plugin '" + PLUGIN_ID + "' is not active", "E_STATE"));
+    const text = encode(args, "argument");
+    if (mapSize(pending) >= LIMITS.maxPendingCalls) {
+      throw new RangeErrorCtor("more than " + LIMITS.maxPendingCalls + " host calls are pending; await some first");
+    }
+    const id = nextCall++;
+    send('["call",' + id + "," + JSONStringify(op) + "," + text + "]");
+    return new PromiseCtor((resolve, reject) => {
+      ReflectApply(mapSet, pending, [id, { resolve, reject }]);
+    });
+  };
+  const settle = (id, ok, value) => {
+    const p = ReflectApply(mapGet, pending, [id]);
+    if (p === undefined) return;
+    ReflectApply(mapDelete, pending, [id]);
+    if (ok) p.resolve(value); else p.reject(hostError(value));
+  };
+
+  let closed = false;
+  const LEVELS = ["debug", "info", "warn", "error"];
+  const log = (level, message, fields) => {
+    const text = typeof message === "string" ? message : safeString(message);
+    const f = fields === undefined || fields === null ? "null" : encode(fields, "log fields");
+    send('["log",' + JSONStringify(level) + "," + JSONStringify(clip(text)) + "," + f + "]");
+  };
+
+  // -- ctx -----------------------------------------------------------------------
+  const method = (fn) => ObjectFreeze(fn);
+  const logApi = ObjectCreate(null);
+  for (const level of LEVELS) {
+    logApi[level] = method((message, fields) => { log(level, message, fields); });
+  }
+  const optional = (v) => (v === undefined ? null : v);
+  const ctx = ObjectFreeze({
+    plugin: ObjectFreeze({ id: PLUGIN_ID, version: PLUGIN_VERSION }),
+    log: ObjectFreeze(logApi),
+    storage: ObjectFreeze({
+      get: method((key, defaultValue) => call("storage.get", [key, optional(defaultValue)])),
+      set: method((key, value) => call("storage.set", [key, value])),
+      delete: method((key) => call("storage.delete", [key])),
+      keys: method((prefix) => call("storage.keys", [prefix === undefined ? "" : prefix])),
+    }),
+    settings: ObjectFreeze({
+      get: method((key) => call("settings.get", [key])),
+      all: method(() => call("settings.all", [])),
+      set: method((key, value) => call("settings.set", [key, value])),
+    }),
+    subscriptions: [],
+  });
+
+  // -- console -------------------------------------------------------------------
+  const format = (args) => {
+    const parts = [];
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i];
+      let s;
+      if (typeof a === "string") s = a;
+      else if (a !== null && typeof a === "object" && !(a instanceof ErrorCtor)) {
+        try { s = encode(a, "value"); } catch (_) { s = safeString(a); }
+      } else if (a instanceof ErrorCtor) {
+        const info = errorInfo(a);
+        s = info.stack || info.name + ": " + info.message;
+      } else s = safeString(a);
+      parts[parts.length] = s;
+    }
+    return ReflectApply(arrayJoin, parts, [" "]);
+  };
+  const consoleApi = ObjectCreate(null);
+  const consoleLevels = { log: "info", info: "info", debug: "debug", warn: "warn", error: "error", trace: "debug" };
+  for (const name of ObjectKeys(consoleLevels)) {
+    const level = consoleLevels[name];
+    consoleApi[name] = method((...args) => { log(level, format(args)); });
+  }
+
+  // -- timers (the host owns the clock) -------------------------------------------------
+  let nextTimer = 1;
+  const timers = new MapCtor();
+  const addTimer = (fn, delay, args, repeat) => {
+    if (typeof fn !== "function") throw new TypeErrorCtor("timer callback must be a function");
+    if (closed) return 0;
+    if (mapSize(timers) >= LIMITS.maxTimers) {
+      throw new RangeErrorCtor("more than " + LIMITS.maxTimers + " timers are pending");
+    }
+    let ms = +delay;
+    if (!(ms >= 0)) ms = 0;
+    if (ms > 2147483647) ms = 2147483647;
+    const id = nextTimer++;
+    ReflectApply(mapSet, timers, [id, { fn, args, repeat, ms }]);
+    send('["timer",' + id + "," + ms + "]");
+    return id;
+  };
+  const clearTimer = (id) => {
+    if (typeof id !== "number" || !ReflectApply(mapHas, timers, [id])) return;
+    ReflectApply(mapDelete, timers, [id]);
+    send('["untimer",' + id + "]");
+  };
+
+  // -- module ------------------------------------------------------------------------
+  const mod = { exports: {} };
+  const requireStub = method((name) => {
+    throw new ErrorCtor("require(" + JSONStringify(safeString(name)) +
+      ") is not available in hostrt plugins: bundle dependencies into plugin.js");
+  });
+
+  const ObjectGetOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
+  const define = (name, value, writable) => {
+    const old = ObjectGetOwnPropertyDescriptor(global, name);
+    if (old !== undefined && !old.configurable) {
+      global[name] = value;  // a `var` from mini-racer's own setup: writable, not configurable
+    } else {
+      ObjectDefineProperty(global, name, { value, writable, configurable: writable, enumerable: false });
+    }
+  };
+  define("module", mod, true);
+  define("exports", mod.exports, true);
+  define("require", requireStub, true);
+  define("console", ObjectFreeze(consoleApi), true);
+  define("setTimeout", method((fn, ms, ...args) => addTimer(fn, ms, args, false)), true);
+  define("setInterval", method((fn, ms, ...args) => addTimer(fn, ms, args, true)), true);
+  define("clearTimeout", method(clearTimer), true);
+  define("clearInterval", method(clearTimer), true);
+  define("HostrtError", HostrtError, true);
+  define("CapabilityError", CapabilityError, true);
+
+  // -- entries -------------------------------------------------------------------------
+  let exported = null;
+  const finish = (entryId, ok, value) => {
+    let text;
+    if (ok) {
+      try { text = encode(value === undefined ? null : value, "result"); }
+      catch (e) { ok = false; text = errorText(e); }
+    } else text = errorText(value);
+    send('["done",' + entryId + "," + (ok ? "true" : "false") + "," + text + "]");
+  };
+  // Runs fn(); reports its result (awaited if it is a promise) as entryId.
+  const runEntry = (entryId, fn) => {
+    let result;
+    try { result = fn(); } catch (e) { finish(entryId, false, e); return; }
+    if (!isThenable(result)) { finish(entryId, true, result); return; }
+    try {
+      then(PromiseCtor.resolve(result), (v) => finish(entryId, true, v), (e) => finish(entryId, false, e));
+    } catch (e) { finish(entryId, false, e); }
+  };
+  const exportedFunction = (name) => {
+    if (exported === null) {
+      const ex = mod.exports;
+      exported = {
+        activate: ex !== null && (typeof ex === "object" || typeof ex === "function") ? ex.activate : undefined,
+        deactivate: ex !== null && (typeof ex === "object" || typeof ex === "function") ? ex.deactivate : undefined,
+        exports: ex,
+      };
+    }
+    const fn = exported[name];
+    return typeof fn === "function" ? fn : null;
+  };
+
+  // Runs each step in turn, awaiting the promises they return, and resolves
+  // once all ran; every failure is added to `errors` (one failing step does
+  // not stop the rest).
+  const sequence = (steps, errors) => new PromiseCtor((resolve) => {
+    let i = 0;
+    const failed = (e) => { errors[errors.length] = errorInfo(e); };
+    const next = () => {
+      while (i < steps.length) {
+        const step = steps[i++];
+        let r;
+        try { r = step(); } catch (e) { failed(e); continue; }
+        if (isThenable(r)) {
+          try {
+            then(PromiseCtor.resolve(r), next, (e) => { failed(e); next(); });
+            return;
+          } catch (e) { failed(e); }
+        }
+      }
+      resolve();
+    };
+    next();
+  });
+
+  const targets = ObjectFreeze({
+    __proto__: null,
+    activate(entryId) {
+      const fn = exportedFunction("activate");
+      if (fn === null) {
+        finish(entryId, false, new TypeErrorCtor("plugin.js does not export a function activate(ctx)"));
+        return;
+      }
+      const deactivate = exported.deactivate;
+      if (deactivate !== undefined && deactivate !== null && typeof deactivate !== "function") {
+        finish(entryId, false, new TypeErrorCtor("plugin.js exports deactivate, but it is not a function"));
+        return;
+      }
+      runEntry(entryId, () => ReflectApply(fn, exported.exports, [ctx]));
+    },
+    deactivate(entryId) {
+      const errors = [];
+      const steps = [];
+      const fn = exportedFunction("deactivate");
+      if (fn !== null) steps[steps.length] = () => ReflectApply(fn, exported.exports, [ctx]);
+      // ctx.subscriptions is read after deactivate ran: it may add to it.
+      steps[steps.length] = () => {
+        const subs = ctx.subscriptions;
+        const disposers = [];
+        if (ArrayIsArray(subs)) {
+          for (let i = subs.length - 1; i >= 0; i--) {
+            const d = subs[i];
+            disposers[disposers.length] = () => {
+              if (d === null || (typeof d !== "object" && typeof d !== "function") || typeof d.dispose !== "function") {
+                throw new TypeErrorCtor("ctx.subscriptions holds something without a dispose() method");
+              }
+              return ReflectApply(d.dispose, d, []);
+            };
+          }
+        }
+        return sequence(disposers, errors);
+      };
+      then(sequence(steps, errors), () => {
+        closed = true;
+        ReflectApply(mapForEach, timers, [(_, id) => send('["untimer",' + id + "]")]);
+        ReflectApply(mapClear, timers, []);
+        if (errors.length === 0) finish(entryId, true, null);
+        else send('["done",' + entryId + ",false," + encode({ errors }, "errors") + "]");
+      });
+    },
+    timer(entryId, args) {
+      const id = args[0];
+      const t = ReflectApply(mapGet, timers, [id]);
+      if (t === undefined) { finish(entryId, true, null); return; }
+      if (t.repeat) send('["timer",' + id + "," + t.ms + "]");
+      else ReflectApply(mapDelete, timers, [id]);
+      runEntry(entryId, () => ReflectApply(t.fn, undefined, t.args));
+    },
+  });
+
+  const deliver = (msg) => {
+    const kind = msg[0];
+    if (kind === "reply") settle(msg[1], msg[2], msg[3]);
+    else if (kind === "enter") {
+      const target = targets[msg[2]];
+      if (target === undefined) finish(msg[1], false, new ErrorCtor("unknown entry " + msg[2]));
+      else target(msg[1], msg[3]);
+    }
+  };
+
+  const pump = (text) => {
+    const inbound = JSONParse(text);
+    for (let i = 0; i < inbound.length; i++) {
+      try { deliver(inbound[i]); } catch (e) {
+        try { send('["error","shim",' + errorText(e) + "]"); } catch (_) {}
+      }
+    }
+    return takeOutbox();
+  };
+  ObjectDefineProperty(global, "__hostrt_pump", {
+    value: ObjectFreeze(pump), writable: false, configurable: false, enumerable: false,
+  });
+})(globalThis);
