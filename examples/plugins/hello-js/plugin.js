@@ -1,0 +1,47 @@
+// @ts-check
+// Greets on activation and remembers how many times it has been activated.
+"use strict";
+
+/** @typedef {import("hostrt").Context} Context */
+/** @typedef {import("hostrt").Disposable} Disposable */
+
+/**
+ * Disposed automatically when the host deactivates the plugin.
+ * @implements {Disposable}
+ */
+class Farewell {
+    /**
+     * @param {Context} ctx
+     * @param {string} name
+     */
+    constructor(ctx, name) {
+        this.ctx = ctx;
+        this.name = name;
+    }
+
+    dispose() {
+        this.ctx.log.info("goodbye, " + this.name);
+    }
+}
+
+/** @param {Context} ctx */
+async function activate(ctx) {
+    /** @type {string} */
+    const name = await ctx.settings.get("name");
+    let greeting = `hello, ${name}!`;
+    if (await ctx.settings.get("shout")) {
+        greeting = greeting.toUpperCase();
+    }
+    const count = (await ctx.storage.get("activations", 0)) + 1;
+    await ctx.storage.set("activations", count);
+    ctx.log.info(greeting, { activations: count });
+    ctx.subscriptions.push(new Farewell(ctx, name));
+}
+
+/** @param {Context} ctx */
+function deactivate(ctx) {
+    ctx.log.info(`${ctx.plugin.id} ${ctx.plugin.version} deactivating`);
+}
+
+/** @type {import("hostrt").PluginModule} */
+module.exports = { activate, deactivate };
