@@ -92,28 +92,28 @@ export interface Log {
      * @param fields Structured data attached to the record (a JSON object,
      *   at most 8 KiB as compact JSON).
      */
-    debug(message: string, fields?: JSONObject): void;
+    debug(message: string, fields?: JSONObject | null): void;
     /**
      * Log at info level (`console.log` and `console.info` log here too).
      * @param message The message text.
      * @param fields Structured data attached to the record (a JSON object,
      *   at most 8 KiB as compact JSON).
      */
-    info(message: string, fields?: JSONObject): void;
+    info(message: string, fields?: JSONObject | null): void;
     /**
      * Log at warning level.
      * @param message The message text.
      * @param fields Structured data attached to the record (a JSON object,
      *   at most 8 KiB as compact JSON).
      */
-    warn(message: string, fields?: JSONObject): void;
+    warn(message: string, fields?: JSONObject | null): void;
     /**
      * Log at error level.
      * @param message The message text.
      * @param fields Structured data attached to the record (a JSON object,
      *   at most 8 KiB as compact JSON).
      */
-    error(message: string, fields?: JSONObject): void;
+    error(message: string, fields?: JSONObject | null): void;
 }
 
 /**
@@ -297,7 +297,11 @@ export type HostrtErrorCode =
     | "E_LIMIT"
     | "E_HOSTRT";
 
-/** The `console` object of the isolate. */
+/**
+ * The `console` object of the isolate. Each method writes one record to the
+ * plugin's log: strings as they are, plain objects and arrays as JSON,
+ * errors as their stack, anything else through `String(...)`.
+ */
 export interface Console {
     /** Log the arguments, joined by spaces, at info level. */
     log(...data: unknown[]): void;
@@ -309,6 +313,8 @@ export interface Console {
     warn(...data: unknown[]): void;
     /** Log the arguments, joined by spaces, at error level. */
     error(...data: unknown[]): void;
+    /** Log the arguments, joined by spaces, at debug level (no stack is added). */
+    trace(...data: unknown[]): void;
 }
 
 /** The CommonJS `module` object of `plugin.js`. */
@@ -337,8 +343,17 @@ declare global {
      * ```
      */
     class HostrtError extends Error {
-        /** A stable error code (see {@link HostrtErrorCode}). */
-        readonly code: HostrtErrorCode;
+        /**
+         * Plugins may throw their own, too.
+         * @param message The error message.
+         * @param code The error code (default `"E_HOSTRT"`).
+         */
+        constructor(message?: string, code?: HostrtErrorCode | (string & {}));
+        /**
+         * A stable error code: one of {@link HostrtErrorCode} when the host
+         * rejected a call.
+         */
+        readonly code: HostrtErrorCode | (string & {});
     }
 
     /**
@@ -347,6 +362,9 @@ declare global {
      * The message names the plugin and the capability.
      */
     class CapabilityError extends HostrtError {
+        /** @param message The error message. */
+        constructor(message?: string);
+        /** Always `"E_CAPABILITY"`. */
         readonly code: "E_CAPABILITY";
     }
 
@@ -356,13 +374,19 @@ declare global {
     /**
      * Call `callback` once, after at least `delay` milliseconds. The host
      * drives the timer; the callback runs under the plugin's time limit,
-     * like every other entry into plugin code. Pending timers are cleared
-     * when the plugin is deactivated.
+     * like every other entry into plugin code, and an error it throws is
+     * written to the plugin's log. Pending timers are cleared when the
+     * plugin is deactivated. At most 1,000 timers may be pending at once.
      * @param callback The function to call (may be `async`).
      * @param delay Milliseconds to wait (default 0).
+     * @param args Passed to `callback`.
      * @returns A handle for {@link clearTimeout}.
      */
-    function setTimeout(callback: () => unknown, delay?: number): number;
+    function setTimeout<TArgs extends unknown[]>(
+        callback: (...args: TArgs) => unknown,
+        delay?: number,
+        ...args: TArgs
+    ): number;
 
     /**
      * Cancel a timer set with {@link setTimeout}. Unknown handles are ignored.
@@ -376,9 +400,14 @@ declare global {
      * plugin's time limit.
      * @param callback The function to call (may be `async`).
      * @param delay Milliseconds between calls.
+     * @param args Passed to `callback`.
      * @returns A handle for {@link clearInterval}.
      */
-    function setInterval(callback: () => unknown, delay?: number): number;
+    function setInterval<TArgs extends unknown[]>(
+        callback: (...args: TArgs) => unknown,
+        delay?: number,
+        ...args: TArgs
+    ): number;
 
     /**
      * Stop an interval started with {@link setInterval}. Unknown handles are
