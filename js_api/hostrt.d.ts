@@ -18,7 +18,7 @@
  * `paths` entry maps `"hostrt"` to this file). The globals the isolate
  * provides (`console`, timers, {@link HostrtError}, {@link CapabilityError},
  * `module`, `exports`, `require`) are declared below as well. Compile with
- * `"lib": ["ES2023"]` (or the narrower list in hostrt's own `tsconfig.json`)
+ * `"lib": ["ES2025"]` (or the narrower list in hostrt's own `tsconfig.json`)
  * and no DOM or Node types: the isolate has neither.
  *
  * See docs/javascript-plugins.md for the author guide.
