@@ -62,10 +62,132 @@
     return typeof v.then === "function";
   };
 
+  // -- memory outside the heap ----------------------------------------------------
+  // ArrayBuffer backing stores (so every typed array) live outside the V8
+  // heap and its hard limit. Every way to allocate one is charged against
+  // LIMITS.maxExternalBytes; a private FinalizationRegistry gives the bytes
+  // back when a buffer is collected.
+  const Registry = FinalizationRegistry;
+  const WeakSetCtor = WeakSet;
+  const weakSetHas = WeakSet.prototype.has;
+  const weakSetAdd = WeakSet.prototype.add;
+  const registryRegister = Registry.prototype.register;
+  const ReflectConstruct = Reflect.construct;
+  const ProxyCtor = Proxy;
+  const MathTrunc = Math.trunc;
+  const ArrayBufferCtor = ArrayBuffer;
+  const isView = ArrayBuffer.isView;
+  const byteLengthOf = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "byteLength").get;
+  const TypedArrayProto = Object.getPrototypeOf(Uint8Array.prototype);
+  const typedLength = Object.getOwnPropertyDescriptor(TypedArrayProto, "length").get;
+  const typedBuffer = Object.getOwnPropertyDescriptor(TypedArrayProto, "buffer").get;
+  const SymbolIterator = Symbol.iterator;
+  let external = 0;
+  const tracked = new WeakSetCtor();
+  const registry = new Registry((bytes) => { external -= bytes; });
+  const overLimit = (what, bytes) => new RangeErrorCtor(
+    what + ": " + bytes + " more bytes of ArrayBuffer memory would pass this plugin's limit of " +
+    LIMITS.maxExternalBytes + " bytes (" + external + " in use)");
+  const reserve = (bytes, what) => {
+    if (bytes > 0 && external + bytes > LIMITS.maxExternalBytes) throw overLimit(what, bytes);
+  };
+  const track = (buffer, what) => {
+    if (ReflectApply(weakSetHas, tracked, [buffer])) return;
+    const bytes = ReflectApply(byteLengthOf, buffer, []);
+    reserve(bytes, what);
+    external += bytes;
+    ReflectApply(weakSetAdd, tracked, [buffer]);
+    ReflectApply(registryRegister, registry, [buffer, bytes]);
+  };
+  const toIndex = (v) => { const n = MathTrunc(+v); return n > 0 ? n : 0; };
+  const wrapMethod = (owner, name, before) => {
+    const original = owner[name];
+    if (typeof original !== "function") return;
+    const what = name + "()";
+    owner[name] = {
+      [name](...args) {
+        if (before) before(this, args, what);
+        const result = ReflectApply(original, this, args);
+        if (result instanceof ArrayBufferCtor) track(result, what);
+        else if (result !== null && typeof result === "object" && ReflectApply(isView, ArrayBufferCtor, [result])) {
+          track(isTyped(result) ? ReflectApply(typedBuffer, result, []) : result.buffer, what);
+        }
+        return result;
+      },
+    }[name];
+  };
+  const isTyped = (v) => { try { ReflectApply(typedLength, v, []); return true; } catch (_) { return false; } };
+  const guardConstructor = (Ctor, bytesPerElement) => {
+    const what = "new " + Ctor.name + "()";
+    const guarded = new ProxyCtor(Ctor, {
+      construct(target, args, newTarget) {
+        const first = args[0];
+        if (bytesPerElement === 0) {
+          const n = toIndex(first);
+          reserve(n, what);
+          args[0] = n;
+        } else if (first === null || typeof first !== "object") {
+          const n = toIndex(first);
+          reserve(n * bytesPerElement, what);
+          args[0] = n;
+        } else if (!(first instanceof ArrayBufferCtor) && typeof first[SymbolIterator] !== "function") {
+          reserve(toIndex(first.length) * bytesPerElement, what);
+        }
+        const made = ReflectConstruct(target, args, newTarget === guarded ? target : newTarget);
+        track(bytesPerElement === 0 ? made : ReflectApply(typedBuffer, made, []), what);
+        return made;
+      },
+    });
+    ObjectDefineProperty(Ctor.prototype, "constructor", { value: guarded, writable: true, configurable: true, enumerable: false });
+    global[Ctor.name] = guarded;
+    return guarded;
+  };
+  guardConstructor(ArrayBuffer, 0);
+  for (const name of ["Int8Array", "Uint8Array", "Uint8ClampedArray", "Int16Array", "Uint16Array", "Int32Array",
+                      "Uint32Array", "Float16Array", "Float32Array", "Float64Array", "BigInt64Array", "BigUint64Array"]) {
+    const Ctor = global[name];
+    if (typeof Ctor === "function") guardConstructor(Ctor, Ctor.BYTES_PER_ELEMENT);
+  }
+  const ArrayBufferProto = ArrayBufferCtor.prototype;
+  wrapMethod(ArrayBufferProto, "resize", (buffer, args, what) => {
+    const grow = toIndex(args[0]) - ReflectApply(byteLengthOf, buffer, []);
+    reserve(grow, what);
+  });
+  for (const name of ["slice", "transfer", "transferToFixedLength"]) {
+    wrapMethod(ArrayBufferProto, name, (buffer, args, what) => {
+      const length = ReflectApply(byteLengthOf, buffer, []);
+      reserve(name === "slice" ? length : (args[0] === undefined ? length : toIndex(args[0])), what);
+    });
+  }
+  for (const name of ["slice", "map", "filter", "toReversed", "toSorted", "with"]) {
+    wrapMethod(TypedArrayProto, name, (array, args, what) => {
+      reserve(ReflectApply(typedLength, array, []) * array.BYTES_PER_ELEMENT, what);
+    });
+  }
+  for (const name of ["fromBase64", "fromHex"]) wrapMethod(global.Uint8Array, name, null);
+  // resize() grows a buffer already tracked: charge the growth as well.
+  const resizeGuarded = ArrayBufferProto.resize;
+  if (typeof resizeGuarded === "function") {
+    ArrayBufferProto.resize = {
+      resize(newLength) {
+        const before = ReflectApply(byteLengthOf, this, []);
+        const result = ReflectApply(resizeGuarded, this, [newLength]);
+        const delta = ReflectApply(byteLengthOf, this, []) - before;
+        if (delta !== 0) {
+          external += delta;
+          ReflectApply(registryRegister, registry, [this, delta]);
+        }
+        return result;
+      },
+    }.resize;
+  }
+
   // -- capability removal ------------------------------------------------------
   // Everything that can run code outside a host-driven exchange (and so
-  // outside the host's clock), or allocate memory the heap limit does not
-  // see, goes before plugin code can take a reference to it.
+  // outside the host's clock) goes before plugin code can take a reference
+  // to it: Atomics.waitAsync and FinalizationRegistry callbacks run as tasks
+  // of their own; WebAssembly.Memory and SharedArrayBuffer allocate memory
+  // nothing here accounts for.
   for (const name of ["WebAssembly", "SharedArrayBuffer", "Atomics", "FinalizationRegistry"]) {
     delete global[name];
   }
@@ -457,6 +579,18 @@
         if (errors.length === 0) finish(entryId, true, null);
         else send('["done",' + entryId + ",false," + encode({ errors }, "errors") + "]");
       });
+    },
+    // The host calls an exported function by name with JSON arguments
+    // (the building block for commands and event handlers).
+    call(entryId, args) {
+      exportedFunction("activate");  // fills `exported`
+      const ex = exported.exports;
+      const fn = ex !== null && (typeof ex === "object" || typeof ex === "function") ? ex[args[0]] : undefined;
+      if (typeof fn !== "function") {
+        finish(entryId, false, new TypeErrorCtor("plugin.js does not export a function " + args[0] + "()"));
+        return;
+      }
+      runEntry(entryId, () => ReflectApply(fn, ex, args[1]));
     },
     timer(entryId, args) {
       const id = args[0];

@@ -7,7 +7,7 @@ import stat
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 from ..errors import PluginError
 
@@ -130,6 +130,18 @@ class LoadedPlugin(ABC):
         """Call the plugin's ``deactivate(ctx)`` if it has one, then dispose
         everything in ``ctx.subscriptions`` (newest first), all in one entry
         under the budget. Errors are raised after every disposer has run."""
+
+    @abstractmethod
+    async def call_export(self, name: str, *args: Any) -> Any:
+        """Call the plugin's exported function ``name`` (a module-level
+        function in Python, ``module.exports[name]`` in JavaScript) with JSON
+        arguments, as one entry under the plugin's time limit, awaiting a
+        returned promise; return its result as fresh JSON data.
+
+        Raises HostrtError for arguments that are not JSON and a PluginError
+        subclass if the function is missing, fails, returns something that
+        is not JSON or breaks a limit.
+        """
 
     def on_crash(self, callback: "Callable[[PluginError], None]") -> None:
         """Ask to be told, through ``callback(error)``, when the plugin fails

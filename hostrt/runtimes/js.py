@@ -20,6 +20,7 @@ import logging
 from importlib import resources
 from typing import Any, Callable
 
+from .. import jsonvalue
 from ..context import ActivationContext, write_plugin_log
 from ..errors import HostrtError, LifecycleError, PluginError
 from . import js_errors
@@ -49,7 +50,7 @@ def _bootstrap_for(source: PluginSource, limits: ChannelLimits) -> str:
     return (
         _BOOTSTRAP.replace("__PLUGIN_ID__", json.dumps(source.plugin_id))
         .replace("__PLUGIN_VERSION__", json.dumps(source.version))
-        .replace("__LIMITS__", json.dumps(limits.for_shim()))
+        .replace("__LIMITS__", json.dumps(limits.for_shim(source.limits.memory_mb * 1024 * 1024)))
         + "\n" + pump_code([])
         + "\n//# sourceURL=hostrt/bootstrap.js\n"
     )
@@ -181,12 +182,29 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
                 plugin_traceback=first.plugin_traceback,
             )
 
-    async def _entry(self, target: str, doing: str) -> Any:
+    async def call_export(self, name: str, *args: Any) -> Any:
+        """Call ``module.exports[name](...args)`` as one entry under the
+        plugin's timeout (awaiting a returned promise) and return its result
+        as fresh JSON data.
+
+        ``args`` must be JSON values (refused with HostrtError otherwise).
+        Raises a PluginError subclass if the function is missing, throws,
+        returns something that is not JSON, or breaks a limit.
+        """
+        if type(name) is not str:
+            raise HostrtError("export name must be a string")
+        try:
+            jsonvalue.check(list(args), path="$args", max_bytes=self._limits.max_value_chars)
+        except jsonvalue.JSONValueError as exc:
+            raise HostrtError(f"arguments for {name}() refused: {exc}") from None
+        return await self._entry("call", f"{name}()", [name, list(args)])
+
+    async def _entry(self, target: str, doing: str, args: Any = None) -> Any:
         channel = self._channel
         if channel is None:
             raise LifecycleError(f"plugin '{self.source.plugin_id}' is not loaded")
         try:
-            return await channel.enter(target, settle_timeout_s=self._timeout_s)
+            return await channel.enter(target, args, settle_timeout_s=self._timeout_s)
         except EntryFailed as failed:
             info = failed.info
             if type(info) is dict and type(info.get("errors")) is list:

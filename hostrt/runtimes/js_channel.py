@@ -45,6 +45,9 @@ from .js_engine import (
 
 _log = logging.getLogger("hostrt.runtime.js")
 
+#: How much later than the per-eval timeout an entry's promise must settle.
+_SETTLE_MARGIN_S = 0.02
+
 
 @dataclass(frozen=True)
 class ChannelLimits:
@@ -63,8 +66,11 @@ class ChannelLimits:
     #: Characters kept of an error's name, message or stack.
     max_error_chars: int = 16384
 
-    def for_shim(self) -> dict[str, int]:
+    def for_shim(self, memory_bytes: int) -> dict[str, int]:
+        """The limits as the bootstrap's ``LIMITS`` object. ArrayBuffer
+        memory (outside the V8 heap) gets the same allowance as the heap."""
         return {
+            "maxExternalBytes": memory_bytes,
             "maxOutboxChars": self.max_outbox_chars,
             "maxValueChars": self.max_value_chars,
             "maxDepth": self.max_depth,
@@ -236,7 +242,9 @@ class Channel:
         entry = _Entry(loop.create_future(), target)
         self._state.entries[entry_id] = entry
         if settle_timeout_s is not None:
-            entry.timer = loop.call_later(settle_timeout_s, self._settle_timeout, entry_id)
+            # A little later than the eval timeout, so code that runs too
+            # long is reported as such rather than as "did not finish".
+            entry.timer = loop.call_later(settle_timeout_s + _SETTLE_MARGIN_S, self._settle_timeout, entry_id)
         try:
             await self.exchange([["enter", entry_id, target, args]])
             if settle_timeout_s is None:
@@ -246,6 +254,8 @@ class Channel:
             if entry.timer is not None:
                 entry.timer.cancel()
             self._state.entries.pop(entry_id, None)
+            if entry.future.done() and not entry.future.cancelled():
+                entry.future.exception()  # retrieved: the caller got it another way
 
     def _settle_timeout(self, entry_id: int) -> None:
         entry = self._state.entries.get(entry_id)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import threading
 from typing import Any
 
@@ -35,6 +36,22 @@ _log = logging.getLogger("hostrt.runtime.js")
 
 #: Extra heap V8 needs above what plugin code uses (the context, the shim).
 HEAP_OVERHEAD_BYTES = 4 * 1024 * 1024
+#: How often a running script's effect on the process's resident memory is
+#: checked (see :meth:`Isolate.eval`).
+RSS_CHECK_INTERVAL_S = 0.025
+#: Growth of the process allowed during one script beyond the plugin's heap
+#: and ArrayBuffer allowances (other work of the host runs meanwhile).
+RSS_SLACK_BYTES = 64 * 1024 * 1024
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_bytes() -> int | None:
+    """The process's resident set size, or None where it cannot be read."""
+    try:
+        with open("/proc/self/statm", "rb") as handle:
+            return int(handle.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 class EngineError(Exception):
@@ -117,15 +134,20 @@ class Isolate:
             raise EngineClosed("isolate is closed")
         task = asyncio.ensure_future(self._racer.eval_cancelable(code))
         self._inflight.add(task)
+        guard = _MemoryGuard(task, self._memory_bytes)
         try:
             result = await asyncio.wait_for(asyncio.shield(task), timeout_s)
         except asyncio.TimeoutError:
+            if guard.tripped:
+                raise EngineOutOfMemory(guard.describe()) from None
             # Cancelling the task makes mini-racer terminate the running script.
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
             raise EngineTimeout(f"script ran longer than {timeout_s:.3f} s") from None
         except asyncio.CancelledError:
+            if guard.tripped:
+                raise EngineOutOfMemory(guard.describe()) from None
             task.cancel()
             raise
         except JSOOMException:
@@ -139,7 +161,10 @@ class Isolate:
                 raise EngineClosed("isolate was closed while running") from None
             raise EngineScriptError(str(exc), parse=False) from None
         finally:
+            guard.stop()
             self._inflight.discard(task)
+        if guard.tripped:
+            raise EngineOutOfMemory(guard.describe())
         if type(result) is not str:
             _release(result)
             if self.out_of_memory():
@@ -180,6 +205,49 @@ class Isolate:
                 maker.__exit__(None, None, None)
             except Exception:  # noqa: BLE001 - close never raises
                 _log.exception("freeing a V8 isolate failed")
+
+
+class _MemoryGuard:
+    """Host-side backstop for memory V8's heap limit does not see.
+
+    While a script runs, the process's resident memory is sampled; if it grew
+    by more than the plugin's heap plus ArrayBuffer allowance (twice its
+    memory limit) plus :data:`RSS_SLACK_BYTES`, the script is terminated.
+    The shim already refuses ArrayBuffer allocations past the limit; this
+    catches whatever gets around it, at the price of being coarse: the host's
+    own allocations during the script count too.
+    """
+
+    def __init__(self, task: "asyncio.Future[Any]", memory_bytes: int) -> None:
+        self.tripped = False
+        self._task = task
+        self._start = resident_bytes()
+        self._allowed = 2 * memory_bytes + HEAP_OVERHEAD_BYTES + RSS_SLACK_BYTES
+        self._grown = 0
+        self._handle: asyncio.TimerHandle | None = None
+        if self._start is not None:
+            self._handle = asyncio.get_running_loop().call_later(RSS_CHECK_INTERVAL_S, self._check)
+
+    def _check(self) -> None:
+        self._handle = None
+        now = resident_bytes()
+        if now is None or self._start is None or self._task.done():
+            return
+        self._grown = now - self._start
+        if self._grown > self._allowed:
+            self.tripped = True
+            self._task.cancel()  # mini-racer terminates the running script
+            return
+        self._handle = asyncio.get_running_loop().call_later(RSS_CHECK_INTERVAL_S, self._check)
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def describe(self) -> str:
+        return (f"the process grew by {self._grown // (1024 * 1024)} MiB while the plugin ran "
+                f"(allowed {self._allowed // (1024 * 1024)} MiB)")
 
 
 def _release(value: Any) -> None:

@@ -70,7 +70,8 @@ def from_script_error(plugin_id: str, display_file: str, text: str, *, parse: bo
     match = _SUMMARY.match(lines[0]) if lines else None
     line = column = None
     message = lines[0] if lines else "script failed"
-    if match is not None and match.group("file") == display_file:
+    # A script that fails to compile has no name yet: V8 calls it <anonymous>.
+    if match is not None and match.group("file") in (display_file, "<anonymous>"):
         line = int(match.group("line"))
         message = match.group("message")
         if len(lines) > 2 and lines[2].strip() == "^":

@@ -36,8 +36,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+from .. import jsonvalue
 from ..errors import (
     BudgetExceededError,
+    HostrtError,
     LifecycleError,
     PluginCompileError,
     PluginError,
@@ -175,6 +177,31 @@ class LoadedPythonPlugin(LoadedPlugin):
         sandbox refuses.
         """
         return await self._enter(lambda: fn(*args))
+
+    async def call_export(self, name: str, *args: Any) -> Any:
+        """Call the plugin's module-level function ``name`` with JSON
+        arguments (fresh copies) as one budgeted entry and return its result
+        as fresh JSON data (converted inside the entry, so no plugin object
+        leaves it)."""
+        if type(name) is not str:
+            raise HostrtError("export name must be a string")
+        try:
+            copies = jsonvalue.copy(list(args), path="$args")
+        except jsonvalue.JSONValueError as exc:
+            raise HostrtError(f"arguments for {name}() refused: {exc}") from None
+        fn = self._sandbox.globals.get(name)
+        if fn is None or not callable(fn) or name.startswith("_"):
+            raise PluginError(self.source.plugin_id, f"{self.source.display_file} does not define a function "
+                              f"{name}()", file=self.source.display_file)
+
+        def body() -> str:
+            result = fn(*copies)
+            try:
+                return jsonvalue.encode(result, path="$result")
+            except jsonvalue.JSONValueError as exc:
+                raise TypeError(f"{name}() returned a value that is not JSON: {exc}") from None
+
+        return jsonvalue.decode(await self._enter(body))
 
     async def activate(self, ctx: Any) -> None:
         """Build the ``ctx`` facade around the gate ``ctx`` and call the
