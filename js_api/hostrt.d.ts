@@ -134,7 +134,6 @@ export interface Storage {
      * Read a value.
      * @param key The storage key.
      * @returns The stored value, or `null` when the key is missing.
-     * @throws {TypeError} Synchronously, if `key` is not a string.
      */
     get<T extends JSONValue = JSONValue>(key: string): Promise<T | null>;
     /**
