@@ -49,6 +49,8 @@
   const mapSizeGetter = Object.getOwnPropertyDescriptor(Map.prototype, "size").get;
   const stringSlice = String.prototype.slice;
   const arrayJoin = Array.prototype.join;
+  const stringSplit = String.prototype.split;
+  const stringIncludes = String.prototype.includes;
 
   const PLUGIN_ID = __PLUGIN_ID__;
   const PLUGIN_VERSION = __PLUGIN_VERSION__;
@@ -332,6 +334,18 @@
       return "(unprintable)";
     }
   };
+  // Stack frames of this file (and the host's one-line pump call) say
+  // nothing to the author; they are left out of what is reported.
+  const cleanStack = (stack) => {
+    const lines = ReflectApply(stringSplit, stack, ["\n"]);
+    const kept = [];
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i];
+      if (ReflectApply(stringIncludes, line, ["hostrt/bootstrap.js:"]) || line === "    at <anonymous>:1:1") continue;
+      kept[kept.length] = line;
+    }
+    return ReflectApply(arrayJoin, kept, ["\n"]);
+  };
   function errorInfo(e) {
     const info = { name: "Error", message: "", stack: "", code: null, thrown: "error" };
     if (e === null || (typeof e !== "object" && typeof e !== "function")) {
@@ -342,7 +356,7 @@
     }
     try { const n = e.name; if (typeof n === "string") info.name = clip(n); } catch (_) {}
     try { const m = e.message; info.message = clip(typeof m === "string" ? m : safeString(m === undefined ? e : m)); } catch (_) { info.message = "(unreadable message)"; }
-    try { const s = e.stack; if (typeof s === "string") info.stack = clip(s); } catch (_) {}
+    try { const s = e.stack; if (typeof s === "string") info.stack = clip(cleanStack(s)); } catch (_) {}
     try { const c = e.code; if (typeof c === "string") info.code = clip(c); } catch (_) {}
     return info;
   }
@@ -490,14 +504,16 @@
     } else text = errorText(value);
     send('["done",' + entryId + "," + (ok ? "true" : "false") + "," + text + "]");
   };
-  // Runs fn(); reports its result (awaited if it is a promise) as entryId.
-  const runEntry = (entryId, fn) => {
+  // Runs fn(); reports its result (awaited if it is a promise) through
+  // done(ok, value), by default as the "done" message of entryId.
+  const runEntry = (entryId, fn, done) => {
+    const report = done || ((ok, value) => finish(entryId, ok, value));
     let result;
-    try { result = fn(); } catch (e) { finish(entryId, false, e); return; }
-    if (!isThenable(result)) { finish(entryId, true, result); return; }
+    try { result = fn(); } catch (e) { report(false, e); return; }
+    if (!isThenable(result)) { report(true, result); return; }
     try {
-      then(PromiseCtor.resolve(result), (v) => finish(entryId, true, v), (e) => finish(entryId, false, e));
-    } catch (e) { finish(entryId, false, e); }
+      then(PromiseCtor.resolve(result), (v) => report(true, v), (e) => report(false, e));
+    } catch (e) { report(false, e); }
   };
   const exportedFunction = (name) => {
     if (exported === null) {
@@ -595,10 +611,13 @@
     timer(entryId, args) {
       const id = args[0];
       const t = ReflectApply(mapGet, timers, [id]);
-      if (t === undefined) { finish(entryId, true, null); return; }
+      if (t === undefined) return;
       if (t.repeat) send('["timer",' + id + "," + t.ms + "]");
       else ReflectApply(mapDelete, timers, [id]);
-      runEntry(entryId, () => ReflectApply(t.fn, undefined, t.args));
+      // Nobody awaits a timer: a failure is reported as uncaught.
+      runEntry(entryId, () => ReflectApply(t.fn, undefined, t.args), (ok, value) => {
+        if (!ok) send('["error","timer",' + errorText(value) + "]");
+      });
     },
   });
 

@@ -146,7 +146,7 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
         if self._gate is not None:
             raise LifecycleError(f"plugin '{self.source.plugin_id}' is already active")
         self._gate = ctx
-        await self._entry("activate", "activate")
+        await self._entry("activate", "activate", drain=True)
         self._active = True
 
     async def deactivate(self) -> None:
@@ -159,7 +159,7 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
         gate = self._gate
         errors: list[PluginError] = []
         try:
-            await self._entry("deactivate", "deactivate")
+            await self._entry("deactivate", "deactivate", drain=True)
         except _ManyErrors as many:
             errors.extend(many.errors)
         except PluginError as exc:
@@ -199,12 +199,12 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
             raise HostrtError(f"arguments for {name}() refused: {exc}") from None
         return await self._entry("call", f"{name}()", [name, list(args)])
 
-    async def _entry(self, target: str, doing: str, args: Any = None) -> Any:
+    async def _entry(self, target: str, doing: str, args: Any = None, *, drain: bool = False) -> Any:
         channel = self._channel
         if channel is None:
             raise LifecycleError(f"plugin '{self.source.plugin_id}' is not loaded")
         try:
-            return await channel.enter(target, args, settle_timeout_s=self._timeout_s)
+            return await channel.enter(target, args, settle_timeout_s=self._timeout_s, drain=drain)
         except EntryFailed as failed:
             info = failed.info
             if type(info) is dict and type(info.get("errors")) is list:

@@ -228,12 +228,15 @@ class Channel:
 
     # -- entries --------------------------------------------------------------------
 
-    async def enter(self, target: str, args: Any = None, *, settle_timeout_s: float | None = None) -> Any:
+    async def enter(self, target: str, args: Any = None, *, settle_timeout_s: float | None = None,
+                    drain: bool = False) -> Any:
         """Run the shim's entry ``target`` and return its result.
 
         With ``settle_timeout_s`` the plugin must finish (its promise settle)
         within that time or the plugin fails; without it the entry returns
-        as soon as it was delivered (a timer callback).
+        as soon as it was delivered (a timer callback). With ``drain`` it
+        also waits until the microtasks the entry left behind have run, so
+        a spin there fails this call rather than the plugin later.
         """
         self._raise_if_dead()
         loop = asyncio.get_running_loop()
@@ -249,7 +252,11 @@ class Channel:
             await self.exchange([["enter", entry_id, target, args]])
             if settle_timeout_s is None:
                 return None
-            return await entry.future
+            result = await entry.future
+            if drain:
+                await self.settle()
+                self._raise_if_dead()
+            return result
         finally:
             if entry.timer is not None:
                 entry.timer.cancel()
@@ -375,7 +382,8 @@ class Channel:
         for entry in self._state.entries.values():
             if not entry.future.done():
                 entry.future.set_exception(error)
-        asyncio.get_running_loop().create_task(self._isolate.close())
+        # Kept so the task is not collected before it ran; close() awaits the same work.
+        self._close_task = asyncio.get_running_loop().create_task(self._isolate.close())
         try:
             self._host.failed(error)
         except Exception:  # noqa: BLE001 - reporting must not mask the failure

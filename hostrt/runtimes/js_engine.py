@@ -30,7 +30,6 @@ import threading
 from typing import Any
 
 from py_mini_racer import JSEvalException, JSOOMException, JSParseException, mini_racer
-from py_mini_racer import JSTimeoutException  # noqa: F401 - re-exported for tests
 
 _log = logging.getLogger("hostrt.runtime.js")
 
@@ -94,6 +93,7 @@ class Isolate:
         self._racer = racer
         self._memory_bytes = memory_bytes
         self._closed = False
+        self._closing: asyncio.Future[None] | None = None
         self._inflight: set[asyncio.Task[Any]] = set()
 
     @classmethod
@@ -173,27 +173,32 @@ class Isolate:
         return result
 
     async def close(self) -> None:
-        """Terminate whatever runs in the isolate and free it. Idempotent.
+        """Terminate whatever runs in the isolate and free it. Idempotent:
+        every caller waits for the same freeing to finish.
 
         Freeing joins the isolate's thread; it happens on a helper thread so
         the loop stays responsive even if V8 takes a moment to stop.
         """
-        if self._closed:
-            return
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         self._closed = True
         for task in list(self._inflight):
             task.cancel()
         for task in list(self._inflight):
             with contextlib.suppress(BaseException):
                 await task
-        done = asyncio.get_running_loop().create_future()
         loop = asyncio.get_running_loop()
+        done = loop.create_future()
 
         def free() -> None:
             try:
                 self._free()
             finally:
-                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+                with contextlib.suppress(RuntimeError):  # the loop may be gone at interpreter exit
+                    loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
 
         threading.Thread(target=free, name="hostrt-js-free", daemon=True).start()
         await done
