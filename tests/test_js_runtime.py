@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import textwrap
 import time
@@ -19,6 +20,8 @@ from typing import Any, AsyncIterator
 import pytest
 from py_mini_racer._context import context_count
 
+from hostrt import Host, PluginState
+from hostrt.cli import main as cli_main
 from hostrt.errors import (
     BudgetExceededError,
     HostrtError,
@@ -31,7 +34,7 @@ from hostrt.runtimes.base import PluginSource, RuntimeLimits
 from hostrt.runtimes.js import JavaScriptRuntime, LoadedJavaScriptPlugin
 from hostrt.runtimes.js_engine import EngineOutOfMemory, Isolate
 
-from conftest import RecordingGate
+from conftest import RecordingGate, manifest_dict
 
 
 def make_source(root: Path, source: str, *, plugin_id: str = "demo", timeout_ms: int = 1000,
@@ -543,3 +546,80 @@ def test_one_runaway_plugin_does_not_disturb_another(tmp_path: Path) -> None:
                 results.append(await good.call_export("bump"))
                 return results
     assert run(go()) == [1, 2, 3, 4, 5, 6]
+
+
+# -- check (hostrt check, hot reload) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("source, line, column", [
+    ("module.exports = {\n  activate(ctx) { nope( }\n};\n", 2, 25),
+    ("const a = 1;\nconst a = 2;\n", 2, 7),
+    ("x = `never closed", 1, None),
+])
+def test_check_reports_syntax_errors_without_running_anything(tmp_path: Path, source: str, line: int,
+                                                              column: int | None) -> None:
+    with pytest.raises(PluginCompileError) as info:
+        JavaScriptRuntime().check(make_source(tmp_path, source))
+    assert (info.value.file, info.value.line) == ("demo/plugin.js", line)
+    if column is not None:
+        assert info.value.column == column
+
+
+def test_check_runs_no_plugin_code(tmp_path: Path) -> None:
+    # Valid code whose top level would throw, or spin forever, if it ran.
+    JavaScriptRuntime().check(make_source(tmp_path, "throw new Error('ran');"))
+    JavaScriptRuntime().check(make_source(tmp_path, "for (;;) {}\nmodule.exports = {};"))
+
+
+def test_check_works_inside_a_running_loop(tmp_path: Path) -> None:
+    async def go() -> None:
+        with pytest.raises(PluginCompileError):
+            JavaScriptRuntime().check(make_source(tmp_path, "let = ;"))
+    run(go())
+
+
+# -- through the host ------------------------------------------------------------------------------
+
+
+def write_js_plugin(root: Path, plugin_id: str, source: str, **manifest: Any) -> Path:
+    folder = root / plugin_id
+    folder.mkdir(parents=True, exist_ok=True)
+    data = manifest_dict(plugin_id, runtime="javascript", main="plugin.js", **manifest)
+    (folder / "plugin.json").write_text(json.dumps(data))
+    (folder / "plugin.js").write_text(textwrap.dedent(source))
+    return folder
+
+
+def test_host_marks_a_plugin_failed_when_it_runs_away_after_activation(tmp_path: Path) -> None:
+    plugins = tmp_path / "plugins"
+    write_js_plugin(plugins, "runaway", "module.exports = { activate() { setTimeout(() => { for (;;) {} }, 10); } };",
+                    limits={"timeoutMs": 200})
+    write_js_plugin(plugins, "steady", "module.exports = { activate(ctx) { return ctx.storage.set('up', true); } };",
+                    capabilities=["storage"])
+
+    async def go() -> tuple[Any, ...]:
+        async with Host(plugins, db_path=tmp_path / "host.db") as host:
+            await host.discover()
+            host.grants.grant("steady", "storage")
+            await host.activate_all()
+            runaway = host.plugins["runaway"]
+            deadline = time.monotonic() + 5
+            while runaway.state is PluginState.ACTIVE and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            audit = host.store.audit_log(plugin_id="runaway", action="lifecycle")
+            steady = host.plugins["steady"]
+            return (runaway.state, runaway.error, audit[0].detail, steady.state,
+                    host.store.kv_get("steady", "up"), runaway._context, runaway._loaded)
+    state, error, detail, steady_state, stored, context, loaded_plugin = run(go())
+    assert state is PluginState.FAILED
+    assert isinstance(error, BudgetExceededError) and error.code == "E_TIMEOUT"
+    assert detail["state"] == "failed" and detail["error"]["code"] == "E_TIMEOUT"
+    assert steady_state is PluginState.ACTIVE and stored == "true"
+    assert context is None and loaded_plugin is None
+
+
+def test_cli_check_reports_javascript_syntax_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = write_js_plugin(tmp_path, "broken", "module.exports = {\n  activate() { return ) }\n};\n")
+    assert cli_main(["check", str(folder)]) == 1
+    out = capsys.readouterr()
+    assert "broken/plugin.js" in out.out + out.err and "line 2" in out.out + out.err

@@ -26,7 +26,7 @@ from ..errors import HostrtError, LifecycleError, PluginError
 from . import js_errors
 from .base import LoadedPlugin, PluginSource, Runtime
 from .js_channel import Channel, ChannelLimits, EntryFailed, pump_code
-from .js_engine import EngineScriptError, Isolate
+from .js_engine import EngineScriptError, Isolate, run_syntax_check
 
 _log = logging.getLogger("hostrt.runtime.js")
 
@@ -65,9 +65,15 @@ class JavaScriptRuntime(Runtime):
         self.limits = limits or ChannelLimits()
 
     def check(self, source: PluginSource) -> None:
-        """Read the source. Syntax is checked by V8 when the plugin loads
-        (compiling needs an isolate; :meth:`load` reports the line)."""
-        source.read_text()
+        """Compile ``plugin.js`` with V8 without running any of it; raise
+        PluginCompileError with the line and column of a syntax error.
+
+        The source is compiled as the body of a function that is never
+        called, in a throwaway isolate; the wrapper's first line is
+        subtracted from what V8 reports.
+        """
+        text = _strip_bom(source.read_text())
+        check_syntax(source.plugin_id, source.display_file, text)
 
     async def load(self, source: PluginSource) -> "LoadedJavaScriptPlugin":
         """Create the plugin's isolate, run the shim and the plugin's top
@@ -101,9 +107,7 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
 
     async def _load(self) -> None:
         source = self.source
-        text = source.read_text()
-        if text.startswith("\ufeff"):
-            text = text[1:]
+        text = _strip_bom(source.read_text())
         isolate = Isolate.create(source.limits.memory_mb * 1024 * 1024)
         self._channel = Channel(
             isolate,
@@ -260,6 +264,28 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
         if self._active and self._on_crash is not None:
             self._active = False
             self._on_crash(error)
+
+
+def _strip_bom(text: str) -> str:
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def check_syntax(plugin_id: str, display_file: str, text: str) -> None:
+    """Raise PluginCompileError if ``text`` is not valid JavaScript.
+
+    Uses a throwaway isolate on mini-racer's own loop thread, so it works
+    from synchronous code and from inside a running event loop alike.
+    """
+    wrapped = "(function () {\n" + text + "\n});"
+    try:
+        run_syntax_check(wrapped)
+    except EngineScriptError as exc:
+        error = js_errors.from_script_error(plugin_id, display_file, exc.text, parse=True, line_offset=1)
+        last_line = text.count("\n") + 1
+        if error.line is not None and error.line > last_line:  # "unexpected end" inside the wrapper's tail
+            error = type(error)(plugin_id, error.reason, file=display_file, line=last_line,
+                                plugin_traceback=error.plugin_traceback)
+        raise error from None
 
 
 class _ManyErrors(Exception):

@@ -27,9 +27,10 @@ import contextlib
 import logging
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from py_mini_racer import JSEvalException, JSOOMException, JSParseException, mini_racer
+from py_mini_racer import JSEvalException, JSOOMException, JSParseException, MiniRacer, mini_racer
 
 _log = logging.getLogger("hostrt.runtime.js")
 
@@ -210,6 +211,29 @@ class Isolate:
                 maker.__exit__(None, None, None)
             except Exception:  # noqa: BLE001 - close never raises
                 _log.exception("freeing a V8 isolate failed")
+
+
+def run_syntax_check(code: str) -> None:
+    """Compile and evaluate ``code`` -- which must not run anything, such as
+    a function expression that is never called -- in a throwaway isolate.
+    Raises :class:`EngineScriptError`.
+
+    The isolate lives on a short-lived thread with no event loop, so
+    mini-racer gives it a loop of its own: this works from synchronous code
+    and from inside a running loop alike.
+    """
+    def work() -> None:
+        with MiniRacer() as racer:
+            racer.set_hard_memory_limit(256 * 1024 * 1024)
+            try:
+                racer.eval(code, timeout_sec=30)
+            except JSParseException as exc:
+                raise EngineScriptError(str(exc), parse=True) from None
+            except JSEvalException as exc:
+                raise EngineScriptError(str(exc), parse=False) from None
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="hostrt-js-check") as pool:
+        pool.submit(work).result()
 
 
 class _MemoryGuard:

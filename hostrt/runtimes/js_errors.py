@@ -60,11 +60,14 @@ def from_info(
 _SUMMARY = re.compile(r"^(?P<file>.*?):(?P<line>\d+): (?P<message>[^\n]*)")
 
 
-def from_script_error(plugin_id: str, display_file: str, text: str, *, parse: bool) -> PluginError:
+def from_script_error(plugin_id: str, display_file: str, text: str, *, parse: bool,
+                      line_offset: int = 0) -> PluginError:
     """A PluginError from mini-racer's summary of a failed script.
 
     The summary reads ``file:line: Message`` then the offending source line
     and a caret under the column, then (for a throw) the JS stack.
+    ``line_offset`` lines the host put before the plugin's source are
+    subtracted.
     """
     lines = text.split("\n")
     match = _SUMMARY.match(lines[0]) if lines else None
@@ -72,7 +75,7 @@ def from_script_error(plugin_id: str, display_file: str, text: str, *, parse: bo
     message = lines[0] if lines else "script failed"
     # A script that fails to compile has no name yet: V8 calls it <anonymous>.
     if match is not None and match.group("file") in (display_file, "<anonymous>"):
-        line = int(match.group("line"))
+        line = max(int(match.group("line")) - line_offset, 1)
         message = match.group("message")
         if len(lines) > 2 and lines[2].strip() == "^":
             column = lines[2].index("^") + 1
