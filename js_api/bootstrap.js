@@ -491,6 +491,14 @@
   define("setInterval", method((fn, ms, ...args) => addTimer(fn, ms, args, true)), true);
   define("clearTimeout", method(clearTimer), true);
   define("clearInterval", method(clearTimer), true);
+  // V8 leaves queueMicrotask to the embedder. A throwing callback is
+  // reported as uncaught, as it would be in a browser or Node.
+  define("queueMicrotask", method((fn) => {
+    if (typeof fn !== "function") throw new TypeErrorCtor("queueMicrotask callback must be a function");
+    then(PromiseCtor.resolve(), () => {
+      try { ReflectApply(fn, undefined, []); } catch (e) { send('["error","microtask",' + errorText(e) + "]"); }
+    });
+  }), true);
   define("HostrtError", HostrtError, true);
   define("CapabilityError", CapabilityError, true);
 

@@ -623,3 +623,21 @@ def test_cli_check_reports_javascript_syntax_errors(tmp_path: Path, capsys: pyte
     assert cli_main(["check", str(folder)]) == 1
     out = capsys.readouterr()
     assert "broken/plugin.js" in out.out + out.err and "line 2" in out.out + out.err
+
+
+def test_queue_microtask_runs_callbacks_and_reports_their_errors(tmp_path: Path,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    source = """
+        const order = [];
+        module.exports = { activate() {
+            queueMicrotask(() => order.push("micro"));
+            queueMicrotask(() => { throw new Error("micro broke"); });
+            order.push("sync");
+        }, order() { return order; } };
+    """
+    async def go() -> Any:
+        async with active(tmp_path, source) as (plugin, _gate):
+            return await plugin.call_export("order")
+    assert run(go()) == ["sync", "micro"]
+    logged = [r.getMessage() for r in caplog.records if r.name == "hostrt.plugins.demo"]
+    assert logged == ["uncaught error in a microtask callback: Error: micro broke"]

@@ -255,7 +255,7 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
             write_plugin_log(self.source.plugin_id, level, message, fields)
 
     def uncaught(self, where: str, info: Any) -> None:
-        error = self._describe(info, "uncaught error in a timer: " if where == "timer" else f"{where}: ")
+        error = self._describe(info, f"uncaught error in a {where} callback: ")
         _log.warning("%s", error)
         write_plugin_log(self.source.plugin_id, "error", error.reason)
 
