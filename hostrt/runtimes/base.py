@@ -7,9 +7,9 @@ import stat
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, TypeVar
 
-from ..errors import PluginError
+from ..errors import BudgetExceededError, PluginError
 
 #: The largest main file a runtime will read (bundled JavaScript with its
 #: dependencies is the big case).
@@ -153,3 +153,36 @@ class LoadedPlugin(ABC):
     @abstractmethod
     async def close(self) -> None:
         """Free the plugin's thread/isolate. Idempotent; never raises."""
+
+
+_Loaded = TypeVar("_Loaded", bound=LoadedPlugin)
+
+
+async def load_or_close(plugin: _Loaded, loading: Awaitable[None]) -> _Loaded:
+    """Await ``loading`` (the plugin's own load step) and return the plugin;
+    if loading fails in any way, close the plugin first so nothing is left
+    running, then re-raise."""
+    try:
+        await loading
+    except BaseException:
+        await plugin.close()
+        raise
+    return plugin
+
+
+def combined_error(plugin_id: str, errors: list[PluginError], doing: str) -> PluginError:
+    """One error standing for several from the same step (every disposer
+    runs even if some fail): the first, with the count when there were
+    more. A timeout outranks ordinary errors: it says the plugin was
+    stopped."""
+    first = next((e for e in errors if isinstance(e, BudgetExceededError)), errors[0])
+    if len(errors) == 1:
+        return first
+    return type(first)(
+        plugin_id,
+        f"{len(errors)} errors during {doing}; first: {first.reason}",
+        file=first.file,
+        line=first.line,
+        column=first.column,
+        plugin_traceback=first.plugin_traceback,
+    )

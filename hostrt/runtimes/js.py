@@ -24,7 +24,7 @@ from .. import jsonvalue
 from ..context import ActivationContext, write_plugin_log
 from ..errors import HostrtError, LifecycleError, PluginError
 from . import js_errors
-from .base import LoadedPlugin, PluginSource, Runtime
+from .base import LoadedPlugin, PluginSource, Runtime, combined_error, load_or_close
 from .js_channel import Channel, ChannelLimits, EntryFailed, pump_code
 from .js_engine import EngineScriptError, Isolate, run_syntax_check
 
@@ -81,12 +81,7 @@ class JavaScriptRuntime(Runtime):
         error and PluginError if the top level throws or breaks a limit;
         nothing is left running in either case."""
         plugin = LoadedJavaScriptPlugin(source, self.limits)
-        try:
-            await plugin._load()
-        except BaseException:
-            await plugin.close()
-            raise
-        return plugin
+        return await load_or_close(plugin, plugin._load())
 
 
 class LoadedJavaScriptPlugin(LoadedPlugin):
@@ -176,15 +171,7 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
                 errors.append(PluginError(self.source.plugin_id, f"host clean-up failed: {exc}"))
             self._gate = None
         if errors:
-            first = errors[0]
-            if len(errors) == 1:
-                raise first
-            raise type(first)(
-                self.source.plugin_id,
-                f"{len(errors)} errors during deactivate; first: {first.reason}",
-                file=first.file, line=first.line, column=first.column,
-                plugin_traceback=first.plugin_traceback,
-            )
+            raise combined_error(self.source.plugin_id, errors, "deactivate")
 
     async def call_export(self, name: str, *args: Any) -> Any:
         """Call ``module.exports[name](...args)`` as one entry under the

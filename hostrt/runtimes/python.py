@@ -44,7 +44,7 @@ from ..errors import (
     PluginCompileError,
     PluginError,
 )
-from .base import LoadedPlugin, PluginSource, Runtime
+from .base import LoadedPlugin, PluginSource, Runtime, combined_error, load_or_close
 from .pysandbox import (
     PluginCompileFailure,
     Reporter,
@@ -106,12 +106,7 @@ class PythonRuntime(Runtime):
         not define ``activate``; in both cases nothing is left running.
         """
         plugin = LoadedPythonPlugin(source, grace_s=self.grace_s)
-        try:
-            await plugin._load()
-        except BaseException:
-            await plugin.close()
-            raise
-        return plugin
+        return await load_or_close(plugin, plugin._load())
 
 
 def compile_source(source: PluginSource) -> tuple[Any, Reporter]:
@@ -246,18 +241,7 @@ class LoadedPythonPlugin(LoadedPlugin):
         except PluginError as exc:
             errors.append(exc)
         if errors:
-            # A timeout outranks ordinary errors: it says the plugin was stopped.
-            first = next((e for e in errors if isinstance(e, BudgetExceededError)), errors[0])
-            if len(errors) == 1:
-                raise first
-            raise type(first)(
-                self.source.plugin_id,
-                f"{len(errors)} errors during deactivate; first: {first.reason}",
-                file=first.file,
-                line=first.line,
-                column=first.column,
-                plugin_traceback=first.plugin_traceback,
-            )
+            raise combined_error(self.source.plugin_id, errors, "deactivate")
 
     async def close(self) -> None:
         """Stop the worker thread (without waiting for a stuck one) and
