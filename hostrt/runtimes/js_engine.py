@@ -23,10 +23,12 @@ Facts about mini-racer 0.14 this module is built around:
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import logging
 import os
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -86,6 +88,19 @@ class EngineClosed(EngineError):
     """The isolate is closed (or being closed)."""
 
 
+_live: "weakref.WeakSet[Isolate]" = weakref.WeakSet()
+
+
+@atexit.register
+def _free_leftovers() -> None:
+    # A context left to the garbage collector at interpreter exit can hang
+    # the process; a host application that forgot Host.close() must still
+    # be able to exit.
+    for isolate in list(_live):
+        isolate._closed = True
+        isolate._free()
+
+
 class Isolate:
     """One V8 isolate bound to the running asyncio loop."""
 
@@ -104,6 +119,7 @@ class Isolate:
         maker = mini_racer(asyncio.get_running_loop())
         racer = maker.__enter__()
         isolate = cls(maker, racer, memory_bytes)
+        _live.add(isolate)
         try:
             racer.set_hard_memory_limit(memory_bytes + HEAP_OVERHEAD_BYTES)
         except BaseException:
