@@ -120,7 +120,7 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
         script = text + "\n;" + pump_code([]) + "\n//# sourceURL=" + source.display_file + "\n"
         allowance = COMPILE_ALLOWANCE_S_PER_MIB * len(text) / (1024 * 1024)
         try:
-            await self._channel.run_script(script, self._timeout_s + allowance)
+            await self._channel.run_script(script, self._timeout_s + allowance, flush=True)
         except EngineScriptError as exc:
             error = js_errors.from_script_error(source.plugin_id, source.display_file, exc.text, parse=exc.parse)
             await self._collect_output()
@@ -145,7 +145,7 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
         if self._gate is not None:
             raise LifecycleError(f"plugin '{self.source.plugin_id}' is already active")
         self._gate = ctx
-        await self._entry("activate", "activate", drain=True)
+        await self._entry("activate", "activate")
         self._active = True
 
     async def deactivate(self) -> None:
@@ -158,7 +158,7 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
         gate = self._gate
         errors: list[PluginError] = []
         try:
-            await self._entry("deactivate", "deactivate", drain=True)
+            await self._entry("deactivate", "deactivate")
         except _ManyErrors as many:
             errors.extend(many.errors)
         except PluginError as exc:
@@ -188,9 +188,12 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
             jsonvalue.check(list(args), path="$args", max_bytes=self._limits.max_value_chars)
         except jsonvalue.JSONValueError as exc:
             raise HostrtError(f"arguments for {name}() refused: {exc}") from None
-        return await self._entry("call", f"{name}()", [name, list(args)])
+        # The result returns as soon as it is known; microtasks the call
+        # left behind are checked in the background (a spin there fails the
+        # plugin, as a runaway timer does).
+        return await self._entry("call", f"{name}()", [name, list(args)], drain=False)
 
-    async def _entry(self, target: str, doing: str, args: Any = None, *, drain: bool = False) -> Any:
+    async def _entry(self, target: str, doing: str, args: Any = None, *, drain: bool = True) -> Any:
         channel = self._channel
         if channel is None:
             raise LifecycleError(f"plugin '{self.source.plugin_id}' is not loaded")

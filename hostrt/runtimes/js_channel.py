@@ -7,15 +7,15 @@ text. A host call from JavaScript therefore costs one message each way; the
 channel answers every call in the next exchange.
 
 mini-racer runs the isolate's microtasks (the continuations of ``await``)
-right *after* each eval, outside any task the host can cancel. Two rules
-keep them under the host's clock:
-
-* every exchange that delivered something is followed by another eval
-  (a *flush*, or the next exchange) -- which can only start once those
-  microtasks are done, so it collects what they queued, and
-* every eval has a timeout. Microtasks that never finish make the next eval
-  time out; the channel then fails and the isolate is freed, which is the
-  one thing that terminates code running outside a task.
+right *after* each eval, outside any task the host can cancel. So every
+exchange posts two scripts together: the pump, and a *flush* (an empty
+pump). The isolate runs the flush right after the pump's microtasks, so it
+collects what they queued -- the next host call of an ``await`` chain, the
+result of an async entry -- and its timeout (armed when the pump's result
+arrives) measures exactly those microtasks. Microtasks that never finish
+make the flush time out; the channel then frees the isolate, which is the
+one thing that terminates code running outside a task. Both scripts are one
+hand-off to the isolate's thread.
 
 The channel never trusts what it reads: the outbound text is parsed as JSON
 with size limits, each message is checked for shape, and anything else is
@@ -37,10 +37,10 @@ from .js_engine import (
     EngineClosed,
     EngineError,
     EngineOutOfMemory,
-    EngineProtocolError,
     EngineScriptError,
     EngineTimeout,
     Isolate,
+    Script,
 )
 
 _log = logging.getLogger("hostrt.runtime.js")
@@ -137,10 +137,9 @@ class Channel:
         self._lock = asyncio.Lock()
         self._state = _State()
         self._next_entry = 1
-        self._dirty = False
-        self._flusher: asyncio.Task[None] | None = None
         self._failure: PluginError | None = None
         self._closed = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def failure(self) -> PluginError | None:
@@ -148,55 +147,125 @@ class Channel:
 
     # -- evaluation ---------------------------------------------------------------
 
-    async def run_script(self, code: str, timeout_s: float) -> None:
+    async def run_script(self, code: str, timeout_s: float, *, flush: bool = False) -> None:
         """Evaluate a script that ends by returning the shim's outbox (the
-        bootstrap, the plugin's source) and handle what it queued."""
-        text = await self._eval(code, timeout_s)
-        self._dirty = True
-        await self._handle(text)
-        self._schedule_flush()
+        bootstrap, the plugin's source) and handle what it queued; with
+        ``flush``, also what its microtasks queued.
 
-    async def exchange(self, inbound: list[Any]) -> None:
-        """Deliver ``inbound`` and keep exchanging while host calls are
-        being answered."""
-        while True:
-            text = await self._eval(pump_code(inbound), self._timeout_s)
-            if inbound:
-                # What this delivered may have queued microtasks: some eval
-                # must follow to collect them (and to time them out).
-                self._dirty = True
-            replies = await self._handle(text)
-            if not replies:
-                break
-            inbound = replies
-        self._schedule_flush()
-
-    async def _eval(self, code: str, timeout_s: float) -> str:
+        Raises EngineScriptError if V8 refuses or the script throws (the
+        caller knows what the script was); other failures fail the channel.
+        """
         async with self._lock:
             self._raise_if_dead()
-            try:
-                text = await self._isolate.eval(code, timeout_s)
-            except EngineTimeout:
-                raise self.fail(BudgetExceededError(
-                    self._plugin_id,
-                    f"plugin code ran longer than its time limit of {self._timeout_s * 1000:.0f} ms "
-                    "and was stopped",
-                    file=self._file,
-                ))
-            except EngineOutOfMemory:
-                raise self.fail(ResourceLimitError(
-                    self._plugin_id, "plugin used more memory than its heap limit and was stopped",
-                    file=self._file,
-                ))
-            except EngineScriptError:
-                raise  # the caller knows what the script was
-            except EngineProtocolError as exc:
-                raise self.fail(PluginError(self._plugin_id, f"the isolate broke the host protocol ({exc})",
-                                            file=self._file))
-            except EngineClosed:
+            first = self._isolate.post(code)
+            second = self._isolate.post(FLUSH) if flush else None
+            texts = [await self._collect(first, timeout_s)]
+            if second is not None:
+                texts.append(await self._collect(second, self._timeout_s))
+        for text in texts:
+            self._handle(text)
+
+    async def exchange(self, inbound: list[Any], *, until: "asyncio.Future[Any] | None" = None) -> None:
+        """Deliver ``inbound`` and keep exchanging while host calls are
+        being answered.
+
+        If ``until`` is done once a pump's own result is handled (a
+        synchronous entry returned), the flush posted with it is left to
+        finish in the background (see :meth:`_detach`): the caller has its
+        answer one hand-off sooner, and the flush still runs, under its
+        timeout, before anything posted later.
+        """
+        while True:
+            async with self._lock:
                 self._raise_if_dead()
-                raise self.fail(PluginError(self._plugin_id, "the plugin's isolate is closed", file=self._file))
-            return text
+                pump = self._isolate.post(pump_code(inbound))
+                flush = self._isolate.post(FLUSH)
+                try:
+                    replies = self._handle(await self._collect(pump, self._timeout_s))
+                    if until is not None and until.done() and not replies:
+                        self._detach(flush)
+                        return
+                    replies += self._handle(await self._collect(flush, self._timeout_s))
+                except EngineScriptError as exc:
+                    raise self._broken_shim(exc) from None
+            if not replies:
+                return
+            inbound = replies
+
+    def _detach(self, flush: Script) -> None:
+        """Collect ``flush`` in the background. Scripts run in the order
+        they were posted, and its result is handled before that of any
+        script posted after it (futures complete in that order)."""
+        self._isolate.watch(flush, self._timeout_s)
+        flush.future.add_done_callback(self._detached_done)
+
+    def _detached_done(self, future: "asyncio.Future[Any]") -> None:
+        if future.cancelled() or self._failure is not None or self._closed:
+            if not future.cancelled():
+                future.exception()
+            return
+        try:
+            text = self._isolate.result_of(future)
+        except EngineError as exc:
+            self._fail_for(exc)
+            return
+        try:
+            replies = self._handle(text)
+        except PluginError:
+            return  # failed the channel already
+        if replies:
+            self._background(self.exchange(replies))
+
+    def _background(self, work: Any) -> None:
+        task = asyncio.get_running_loop().create_task(self._quietly(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _quietly(work: Any) -> None:
+        try:
+            await work
+        except (PluginError, EngineError):
+            pass  # recorded by fail()
+
+    async def _collect(self, script: Script, timeout_s: float) -> str:
+        try:
+            return await self._isolate.collect(script, timeout_s)
+        except EngineScriptError:
+            raise
+        except EngineError as exc:
+            raise self._fail_for(exc) from None
+
+    def _fail_for(self, exc: EngineError) -> PluginError:
+        """Fail the channel for an engine error other than a script error."""
+        if isinstance(exc, EngineTimeout):
+            return self.fail(BudgetExceededError(
+                self._plugin_id,
+                f"plugin code ran longer than its time limit of {self._timeout_s * 1000:.0f} ms "
+                "and was stopped",
+                file=self._file,
+            ))
+        if isinstance(exc, EngineOutOfMemory):
+            return self.fail(ResourceLimitError(
+                self._plugin_id, f"plugin used more memory than its limit and was stopped ({exc})",
+                file=self._file,
+            ))
+        if isinstance(exc, EngineScriptError):
+            return self._broken_shim(exc)
+        if isinstance(exc, EngineClosed):
+            if self._failure is not None:
+                return self._failure
+            if self._closed:
+                return PluginError(self._plugin_id, "the plugin is closed", file=self._file)
+            return self.fail(PluginError(self._plugin_id, "the plugin's isolate is closed", file=self._file))
+        return self.fail(PluginError(self._plugin_id, f"the isolate broke the host protocol ({exc})",
+                                     file=self._file))
+
+    def _broken_shim(self, exc: EngineScriptError) -> PluginError:
+        # The pump catches everything; a throw means the plugin broke the
+        # shim, which breaks only the plugin.
+        return self.fail(PluginError(self._plugin_id, "the plugin broke its bootstrap: "
+                                     + exc.text.split("\n", 1)[0], file=self._file))
 
     def _raise_if_dead(self) -> None:
         if self._failure is not None:
@@ -204,39 +273,19 @@ class Channel:
         if self._closed:
             raise PluginError(self._plugin_id, "the plugin is closed", file=self._file)
 
-    # -- flushing -------------------------------------------------------------------
-
-    def _schedule_flush(self) -> None:
-        if self._dirty and self._flusher is None and self._failure is None and not self._closed:
-            self._flusher = asyncio.get_running_loop().create_task(self._flush())
-
-    async def _flush(self) -> None:
-        try:
-            while self._dirty and self._failure is None and not self._closed:
-                self._dirty = False
-                await self.exchange([])
-        except (PluginError, EngineError):
-            pass  # the failure is recorded and reported by fail()
-        finally:
-            self._flusher = None
-
-    async def settle(self) -> None:
-        """Wait until everything queued so far has been collected (tests
-        and shutdown use it)."""
-        while self._flusher is not None:
-            await asyncio.shield(self._flusher)
-
     # -- entries --------------------------------------------------------------------
 
     async def enter(self, target: str, args: Any = None, *, settle_timeout_s: float | None = None,
-                    drain: bool = False) -> Any:
+                    drain: bool = True) -> Any:
         """Run the shim's entry ``target`` and return its result.
 
         With ``settle_timeout_s`` the plugin must finish (its promise settle)
         within that time or the plugin fails; without it the entry returns
-        as soon as it was delivered (a timer callback). With ``drain`` it
-        also waits until the microtasks the entry left behind have run, so
-        a spin there fails this call rather than the plugin later.
+        as soon as it was delivered (a timer callback). With ``drain`` the
+        microtasks the entry left behind have run (or failed the plugin)
+        when this returns; without it a synchronous result returns at once
+        and those microtasks are checked in the background, failing the
+        plugin (not this call) if they run too long.
         """
         self._raise_if_dead()
         loop = asyncio.get_running_loop()
@@ -249,14 +298,10 @@ class Channel:
             # long is reported as such rather than as "did not finish".
             entry.timer = loop.call_later(settle_timeout_s + _SETTLE_MARGIN_S, self._settle_timeout, entry_id)
         try:
-            await self.exchange([["enter", entry_id, target, args]])
+            await self.exchange([["enter", entry_id, target, args]], until=None if drain else entry.future)
             if settle_timeout_s is None:
                 return None
-            result = await entry.future
-            if drain:
-                await self.settle()
-                self._raise_if_dead()
-            return result
+            return await entry.future
         finally:
             if entry.timer is not None:
                 entry.timer.cancel()
@@ -277,7 +322,7 @@ class Channel:
 
     # -- outbound messages ---------------------------------------------------------------
 
-    async def _handle(self, text: str) -> list[Any]:
+    def _handle(self, text: str) -> list[Any]:
         try:
             messages = self._parse(text)
         except ProtocolError as exc:
@@ -401,9 +446,6 @@ class Channel:
             return
         self._closed = True
         self._stop_timers()
-        flusher = self._flusher
-        if flusher is not None:
-            flusher.cancel()
         await self._isolate.close()
 
 
@@ -431,3 +473,6 @@ def pump_code(inbound: list[Any]) -> str:
 EntryFailed = _EntryFailed
 
 __all__ = ["Channel", "ChannelHost", "ChannelLimits", "EntryFailed", "pump_code"]
+
+#: The script that delivers nothing and collects the outbox.
+FLUSH = pump_code([])

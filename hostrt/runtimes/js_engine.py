@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import contextlib
 import logging
 import os
-import threading
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -101,16 +99,43 @@ def _free_leftovers() -> None:
         isolate._free()
 
 
+class Script:
+    """A script posted to the isolate's thread and not yet collected.
+
+    Posting is a hand-off only: the isolate runs scripts in the order they
+    were posted, each followed by mini-racer's microtask checkpoint. So two
+    scripts posted together cost one round trip, and the second starts
+    right after the microtasks of the first.
+    """
+
+    __slots__ = ("future", "task_id", "callback_id", "code_handle")
+
+    def __init__(self, future: "asyncio.Future[Any]", task_id: int, callback_id: int, code_handle: Any) -> None:
+        self.future = future
+        self.task_id = task_id
+        self.callback_id = callback_id
+        self.code_handle = code_handle  # kept alive until the script ran
+
+
 class Isolate:
-    """One V8 isolate bound to the running asyncio loop."""
+    """One V8 isolate bound to the running asyncio loop.
+
+    Scripts are posted and collected through mini-racer's task API directly
+    (its ``Context`` internals, which is why mini-racer is pinned): one
+    future per script and one timer per wait, instead of an asyncio task,
+    a shield and a ``wait_for`` each. A script's time is counted from when
+    the host starts waiting for it (see :meth:`collect`).
+    """
 
     def __init__(self, maker: Any, racer: Any, memory_bytes: int) -> None:
         self._maker = maker
         self._racer = racer
+        self._ctx = racer._ctx
+        self._loop = asyncio.get_running_loop()
         self._memory_bytes = memory_bytes
         self._closed = False
         self._closing: asyncio.Future[None] | None = None
-        self._inflight: set[asyncio.Task[Any]] = set()
+        self._posted: dict[int, Script] = {}
 
     @classmethod
     def create(cls, memory_bytes: int) -> "Isolate":
@@ -140,33 +165,65 @@ class Isolate:
         except Exception:  # noqa: BLE001 - a dead isolate: report no
             return False
 
-    async def eval(self, code: str, timeout_s: float) -> str:
-        """Run ``code`` as a script and return its string result.
-
-        Raises :class:`EngineTimeout` (the script was terminated),
-        :class:`EngineOutOfMemory`, :class:`EngineScriptError`,
-        :class:`EngineProtocolError` or :class:`EngineClosed`.
-        """
+    def post(self, code: str) -> Script:
+        """Hand ``code`` to the isolate's thread to run after whatever was
+        posted before it. Collect the result with :meth:`collect`."""
         if self._closed:
             raise EngineClosed("isolate is closed")
-        task = asyncio.ensure_future(self._racer.eval_cancelable(code))
-        self._inflight.add(task)
-        guard = _MemoryGuard(task, self._memory_bytes)
+        ctx = self._ctx
+        future = self._loop.create_future()
+        code_handle = ctx._python_to_value_handle(code)
+        callback_id = next(ctx._next_async_callback_id)
+
+        def done(value_handle: Any) -> None:
+            ctx._active_cancelable_mr_task_callbacks.pop(callback_id, None)
+            self._posted.pop(callback_id, None)
+            if future.done():
+                return
+            try:
+                future.set_result(ctx._value_handle_to_python(value_handle))
+            except Exception as exc:  # noqa: BLE001 - handed to collect()
+                future.set_exception(exc)
+
+        ctx._active_cancelable_mr_task_callbacks[callback_id] = done
+        task_id = ctx._dll.mr_eval(ctx._ctx, code_handle.raw, callback_id)
+        script = Script(future, task_id, callback_id, code_handle)
+        self._posted[callback_id] = script
+        return script
+
+    async def collect(self, script: Script, timeout_s: float) -> str:
+        """Wait for a posted script's string result, terminating it if it
+        runs longer than ``timeout_s`` from now or makes the process grow
+        past the memory backstop.
+
+        Raises :class:`EngineTimeout`, :class:`EngineOutOfMemory`,
+        :class:`EngineScriptError`, :class:`EngineProtocolError` or
+        :class:`EngineClosed`.
+        """
+        watchdog = _Watchdog(self, script, timeout_s)
         try:
-            result = await asyncio.wait_for(asyncio.shield(task), timeout_s)
-        except asyncio.TimeoutError:
-            if guard.tripped:
-                raise EngineOutOfMemory(guard.describe()) from None
-            # Cancelling the task makes mini-racer terminate the running script.
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-            raise EngineTimeout(f"script ran longer than {timeout_s:.3f} s") from None
+            await script.future
         except asyncio.CancelledError:
-            if guard.tripped:
-                raise EngineOutOfMemory(guard.describe()) from None
-            task.cancel()
-            raise
+            if not script.future.done():
+                raise  # the caller was cancelled; the watchdog still guards the script
+        except Exception:  # noqa: BLE001 - reported by result_of below
+            pass
+        watchdog.stop()
+        return self.result_of(script.future)
+
+    def watch(self, script: Script, timeout_s: float) -> None:
+        """Arm ``script``'s deadline (and memory backstop) without waiting
+        for it; read its result later with :meth:`result_of`."""
+        watchdog = _Watchdog(self, script, timeout_s)
+        script.future.add_done_callback(lambda _f: watchdog.stop())
+
+    def result_of(self, future: "asyncio.Future[Any]") -> str:
+        """The string result of a finished script's future, or the
+        EngineError it ended with (as :meth:`collect` reports them)."""
+        try:
+            result = future.result()
+        except _Stopped as stop:
+            raise stop.error from None
         except JSOOMException:
             raise EngineOutOfMemory("heap limit reached") from None
         except JSParseException as exc:
@@ -177,24 +234,36 @@ class Isolate:
             if self._closed:
                 raise EngineClosed("isolate was closed while running") from None
             raise EngineScriptError(str(exc), parse=False) from None
-        finally:
-            guard.stop()
-            self._inflight.discard(task)
-        if guard.tripped:
-            raise EngineOutOfMemory(guard.describe())
         if type(result) is not str:
-            _release(result)
+            del result  # never inspected: mini-racer frees the handle with the wrapper
             if self.out_of_memory():
                 raise EngineOutOfMemory("heap limit reached")
-            raise EngineProtocolError(f"script returned {type(result).__name__}, not a string")
+            raise EngineProtocolError("script returned something other than a string")
         return result
+
+    async def eval(self, code: str, timeout_s: float) -> str:
+        """Post ``code`` and collect its result (see :meth:`collect`)."""
+        return await self.collect(self.post(code), timeout_s)
+
+    def stop(self, script: Script, error: EngineError) -> None:
+        """Terminate ``script`` (if it runs) and fail its collection with
+        ``error``."""
+        self._posted.pop(script.callback_id, None)
+        self._ctx._active_cancelable_mr_task_callbacks.pop(script.callback_id, None)
+        if not script.future.done():
+            script.future.set_exception(_Stopped(error))
+            script.future.exception()  # marked retrieved: nobody may be waiting
+        if self._maker is not None:
+            # Terminates the script if it is running, drops it if it waits.
+            self._ctx._dll.mr_cancel_task(self._ctx._ctx, script.task_id)
 
     async def close(self) -> None:
         """Terminate whatever runs in the isolate and free it. Idempotent:
         every caller waits for the same freeing to finish.
 
-        Freeing joins the isolate's thread; it happens on a helper thread so
-        the loop stays responsive even if V8 takes a moment to stop.
+        Freeing joins the isolate's thread (mini-racer stops JavaScript
+        first, including code running outside any task), on a worker thread
+        so the loop stays responsive even if V8 takes a moment to stop.
         """
         if self._closing is None:
             self._closing = asyncio.ensure_future(self._close())
@@ -202,23 +271,9 @@ class Isolate:
 
     async def _close(self) -> None:
         self._closed = True
-        for task in list(self._inflight):
-            task.cancel()
-        for task in list(self._inflight):
-            with contextlib.suppress(BaseException):
-                await task
-        loop = asyncio.get_running_loop()
-        done = loop.create_future()
-
-        def free() -> None:
-            try:
-                self._free()
-            finally:
-                with contextlib.suppress(RuntimeError):  # the loop may be gone at interpreter exit
-                    loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
-
-        threading.Thread(target=free, name="hostrt-js-free", daemon=True).start()
-        await done
+        for script in list(self._posted.values()):
+            self.stop(script, EngineClosed("isolate was closed"))
+        await asyncio.get_running_loop().run_in_executor(_freeing, self._free)
 
     def _free(self) -> None:
         maker, self._maker, self._racer = self._maker, None, None
@@ -227,6 +282,18 @@ class Isolate:
                 maker.__exit__(None, None, None)
             except Exception:  # noqa: BLE001 - close never raises
                 _log.exception("freeing a V8 isolate failed")
+
+
+#: Threads that free isolates (freeing joins the isolate's own thread).
+_freeing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hostrt-js-free")
+
+
+class _Stopped(Exception):
+    """Carries the reason a script was stopped to its collector."""
+
+    def __init__(self, error: EngineError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def run_syntax_check(code: str) -> None:
@@ -252,56 +319,61 @@ def run_syntax_check(code: str) -> None:
         pool.submit(work).result()
 
 
-class _MemoryGuard:
-    """Host-side backstop for memory V8's heap limit does not see.
+class _Watchdog:
+    """One timer per collected script: stops it at its deadline, and is the
+    host-side backstop for memory V8's heap limit does not see.
 
-    While a script runs, the process's resident memory is sampled; if it grew
-    by more than the plugin's heap plus ArrayBuffer allowance (twice its
-    memory limit) plus :data:`RSS_SLACK_BYTES`, the script is terminated.
+    While a script runs longer than :data:`RSS_CHECK_INTERVAL_S`, the
+    process's resident memory is sampled; if it grew by more than twice the
+    plugin's memory limit (heap plus ArrayBuffer allowance) plus
+    :data:`RSS_SLACK_BYTES` since the first sample, the script is stopped.
     The shim already refuses ArrayBuffer allocations past the limit; this
-    catches whatever gets around it, at the price of being coarse: the host's
-    own allocations during the script count too.
+    catches whatever gets around it, at the price of being coarse: the
+    host's own allocations during the script count too.
     """
 
-    def __init__(self, task: "asyncio.Future[Any]", memory_bytes: int) -> None:
-        self.tripped = False
-        self._task = task
-        self._start = resident_bytes()
-        self._allowed = 2 * memory_bytes + HEAP_OVERHEAD_BYTES + RSS_SLACK_BYTES
-        self._grown = 0
-        self._handle: asyncio.TimerHandle | None = None
-        if self._start is not None:
-            self._handle = asyncio.get_running_loop().call_later(RSS_CHECK_INTERVAL_S, self._check)
+    __slots__ = ("_isolate", "_script", "_deadline", "_timeout_s", "_start_rss", "_allowed", "_handle")
+
+    def __init__(self, isolate: Isolate, script: Script, timeout_s: float) -> None:
+        self._isolate = isolate
+        self._script = script
+        loop = isolate._loop
+        self._timeout_s = timeout_s
+        self._deadline = loop.time() + timeout_s
+        self._start_rss: int | None = None
+        self._allowed = 2 * isolate._memory_bytes + HEAP_OVERHEAD_BYTES + RSS_SLACK_BYTES
+        self._handle: asyncio.TimerHandle | None = loop.call_at(
+            min(self._deadline, loop.time() + RSS_CHECK_INTERVAL_S), self._check)
 
     def _check(self) -> None:
         self._handle = None
-        now = resident_bytes()
-        if now is None or self._start is None or self._task.done():
+        if self._script.future.done():
             return
-        self._grown = now - self._start
-        if self._grown > self._allowed:
-            self.tripped = True
-            self._task.cancel()  # mini-racer terminates the running script
+        loop = self._isolate._loop
+        now = loop.time()
+        if now >= self._deadline:
+            self._isolate.stop(self._script, EngineTimeout(f"script ran longer than {self._timeout_s:.3f} s"))
             return
-        self._handle = asyncio.get_running_loop().call_later(RSS_CHECK_INTERVAL_S, self._check)
+        rss = resident_bytes()
+        if rss is not None:
+            if self._start_rss is None:
+                self._start_rss = rss
+            elif rss - self._start_rss > self._allowed:
+                grown = (rss - self._start_rss) // (1024 * 1024)
+                self._isolate.stop(self._script, EngineOutOfMemory(
+                    f"the process grew by {grown} MiB while the plugin ran "
+                    f"(allowed {self._allowed // (1024 * 1024)} MiB)"))
+                return
+        self._handle = loop.call_at(min(self._deadline, now + RSS_CHECK_INTERVAL_S), self._check)
 
     def stop(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
 
-    def describe(self) -> str:
-        return (f"the process grew by {self._grown // (1024 * 1024)} MiB while the plugin ran "
-                f"(allowed {self._allowed // (1024 * 1024)} MiB)")
-
-
-def _release(value: Any) -> None:
-    """Drop a non-string result without reading it (mini-racer frees the
-    underlying handle when the wrapper is collected)."""
-    del value
-
 
 __all__ = [
+    "Script",
     "EngineClosed",
     "EngineError",
     "EngineOutOfMemory",
