@@ -50,24 +50,9 @@ FAILS_HERE = "conformance: fails here"
 #: turns that case into a strict xfail: it must fail until the runtime is
 #: fixed, and then the entry must go.
 KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
-    ("runaway_recursion", "javascript"): (
-        "the JavaScript runtime reports V8's stack overflow (RangeError: Maximum call stack size exceeded) "
-        "as a plain PluginError (E_PLUGIN); the Python runtime reports the recursion depth limit as "
-        "ResourceLimitError (E_LIMIT), as docs/python-plugins.md documents"
-    ),
     ("timeout_names_the_line", "javascript"): (
         "the JavaScript runtime's BudgetExceededError names the file but has line=None (the script is "
         "terminated without a stack); the Python runtime names the line where the budget ran out"
-    ),
-    ("timeout_in_an_export_stops_the_plugin", "python"): (
-        "PythonRuntime.call_export fails with E_TIMEOUT but leaves the plugin running: the next call "
-        "succeeds and the record stays active (nothing is reported through on_crash); the JavaScript "
-        "runtime frees the isolate and the host marks the plugin failed, as docs/host-guide.md describes"
-    ),
-    ("timeout_in_deactivate", "python"): (
-        "PythonRuntime.deactivate reports one timeout as '2 errors during deactivate; first: ...': the "
-        "budget interrupt is collected as deactivate()'s error (_collect) and then again by the entry's "
-        "own budget check (_run_entry)"
     ),
 }
 

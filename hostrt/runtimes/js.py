@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from .. import jsonvalue
 from ..context import ActivationContext, write_plugin_log
-from ..errors import HostrtError, LifecycleError, PluginError
+from ..errors import HostrtError, LifecycleError, PluginError, ResourceLimitError
 from . import js_errors
 from .base import LoadedPlugin, PluginSource, Runtime, combined_error, load_or_close
 from .js_channel import Channel, ChannelLimits, EntryFailed, pump_code
@@ -206,7 +206,8 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
             raise self._describe(info, f"{doing}: ") from None
 
     def _describe(self, info: Any, doing: str) -> PluginError:
-        return js_errors.from_info(self.source.plugin_id, self.source.display_file, info, doing=doing)
+        kind = ResourceLimitError if js_errors.is_stack_overflow(info) else PluginError
+        return js_errors.from_info(self.source.plugin_id, self.source.display_file, info, doing=doing, kind=kind)
 
     def on_crash(self, callback: Callable[[PluginError], None]) -> None:
         """``callback(error)`` runs if the plugin fails on its own after

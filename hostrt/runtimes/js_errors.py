@@ -57,6 +57,13 @@ def from_info(
     )
 
 
+def is_stack_overflow(info: Any) -> bool:
+    """Whether the shim's error description is V8's stack overflow (the
+    recursion limit, reported like Python's as a resource limit)."""
+    return (type(info) is dict and info.get("name") == "RangeError"
+            and info.get("message") == "Maximum call stack size exceeded")
+
+
 _SUMMARY = re.compile(r"^(?P<file>.*?):(?P<line>\d+): (?P<message>[^\n]*)")
 
 
@@ -95,4 +102,4 @@ def from_script_error(plugin_id: str, display_file: str, text: str, *, parse: bo
     )
 
 
-__all__ = ["MAX_STACK_CHARS", "from_info", "from_script_error"]
+__all__ = ["MAX_STACK_CHARS", "from_info", "from_script_error", "is_stack_overflow"]

@@ -152,6 +152,7 @@ class LoadedPythonPlugin(LoadedPlugin):
         self._deactivate_fn: Callable[..., Any] | None = None
         self._ctx: Any = None
         self._gate: Any = None
+        self._on_crash: Callable[[PluginError], None] | None = None
 
     # -- public API ------------------------------------------------------------
 
@@ -196,7 +197,25 @@ class LoadedPythonPlugin(LoadedPlugin):
             except jsonvalue.JSONValueError as exc:
                 raise TypeError(f"{name}() returned a value that is not JSON: {exc}") from None
 
-        return jsonvalue.decode(await self._enter(body))
+        try:
+            return jsonvalue.decode(await self._enter(body))
+        except BudgetExceededError as exc:
+            # As in every runtime, a plugin that ran past its limit outside
+            # activate/deactivate is stopped and the host told.
+            self._crash(exc)
+            raise
+
+    def on_crash(self, callback: Callable[[PluginError], None]) -> None:
+        """``callback(error)`` runs when a call into the active plugin ran
+        past its time limit; the plugin is poisoned first."""
+        self._on_crash = callback
+
+    def _crash(self, error: PluginError) -> None:
+        self._poisoned = True  # every later call fails at once
+        self._sandbox.budget.poison()
+        callback, self._on_crash = self._on_crash, None
+        if callback is not None:
+            callback(error)
 
     async def activate(self, ctx: Any) -> None:
         """Build the ``ctx`` facade around the gate ``ctx`` and call the
@@ -238,6 +257,11 @@ class LoadedPythonPlugin(LoadedPlugin):
 
         try:
             await self._enter(body)
+        except BudgetExceededError as exc:
+            # The interrupt usually surfaced inside body already (and was
+            # collected there): one timeout is one error.
+            if not any(isinstance(e, BudgetExceededError) for e in errors):
+                errors.append(exc)
         except PluginError as exc:
             errors.append(exc)
         if errors:
