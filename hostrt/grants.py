@@ -40,6 +40,7 @@ class GrantManager:
         self._store = store
         self._requests = requests
         self._denials: dict[tuple[str, str], tuple[float, int]] = {}
+        self._effective: dict[str, tuple[tuple[int, int], Sequence[Capability], tuple[Capability, ...]]] = {}
         self._denials_lock = threading.Lock()
 
     def _requested(self, plugin_id: str) -> Sequence[Capability]:
@@ -86,8 +87,25 @@ class GrantManager:
         return self._store.list_grants(plugin_id)
 
     def effective(self, plugin_id: str) -> list[Capability]:
-        """Stored grants that the current manifest still requests."""
+        """Stored grants that the current manifest still requests.
+
+        Derived afresh whenever the store's grants (in this or any other
+        process) or the plugin's requests may have changed; otherwise the
+        last answer is reused, so a call costs one cheap version query
+        instead of reading and parsing every grant row.
+        """
         requested = self._requests(plugin_id) or ()
+        version = self._store.grants_version()
+        cached = self._effective.get(plugin_id)
+        if cached is not None and cached[0] == version and cached[1] is requested:
+            return list(cached[2])
+        effective = self._derive(plugin_id, requested)
+        if len(self._effective) >= _MAX_TRACKED_DENIALS:
+            self._effective.clear()
+        self._effective[plugin_id] = (version, requested, tuple(effective))
+        return effective
+
+    def _derive(self, plugin_id: str, requested: Sequence[Capability]) -> list[Capability]:
         effective = []
         for text in self._store.list_grants(plugin_id):
             try:

@@ -185,6 +185,7 @@ class Store:
         self._is_file = self._path not in (":memory:", "")
         self._busy_timeout_ms = busy_timeout_ms
         self._lock = threading.RLock()
+        self._grant_writes = 0
         self._conn: sqlite3.Connection | None = None
         try:
             self._conn = sqlite3.connect(
@@ -250,6 +251,7 @@ class Store:
             )
             if cur.rowcount != 1:
                 return False
+            self._grant_writes += 1
             _insert_audit(
                 conn, plugin_id, "grant", {"capability": capability, "actor": actor}
             )
@@ -271,12 +273,22 @@ class Store:
             )
             if cur.rowcount != 1:
                 return False
+            self._grant_writes += 1
             _insert_audit(
                 conn, plugin_id, "revoke", {"capability": capability, "actor": actor}
             )
             return True
 
         return self._write(tx, "remove_grant")
+
+    def grants_version(self) -> tuple[int, int]:
+        """A value that changes whenever any grant may have changed: this
+        store's own grant writes, counted, plus SQLite's ``data_version``,
+        which changes when another connection (another process) commits.
+        Lets callers cache what they derive from grants without ever
+        serving a revoked one."""
+        version = self._read(lambda conn: conn.execute("PRAGMA data_version").fetchone()[0], "grants_version")
+        return (self._grant_writes, int(version))
 
     def list_grants(self, plugin_id: str) -> list[str]:
         """The capabilities granted to ``plugin_id``, sorted."""

@@ -112,3 +112,38 @@ def test_repeated_denials_are_coalesced_in_the_audit_log(grants, store, monkeypa
         grants.check("a", storage)
     latest = store.audit_log(plugin_id="a", action="denied", limit=1)[0]
     assert latest.detail == {"capability": "storage", "suppressed": 499}
+
+
+def test_cached_decisions_follow_every_change_including_other_processes(tmp_path):
+    from hostrt.store import Store
+
+    path = tmp_path / "host.db"
+    requested = (parse_capability("storage"),)
+    mine, other = Store(path), Store(path)
+    try:
+        grants = GrantManager(mine, lambda pid: requested)
+        needed = parse_capability("storage")
+        assert not grants.is_allowed("p", needed)
+        assert grants.is_allowed("p", needed) is False  # answered from the cache
+        other.add_grant("p", "storage")                 # another connection commits
+        assert grants.is_allowed("p", needed)
+        assert grants.is_allowed("p", needed)
+        other.remove_grant("p", "storage")
+        with pytest.raises(CapabilityError):
+            grants.check("p", needed)
+        grants.grant("p", "storage")                    # this store's own write
+        assert grants.is_allowed("p", needed)
+        mine.remove_grant("p", "storage")
+        assert not grants.is_allowed("p", needed)
+    finally:
+        mine.close()
+        other.close()
+
+
+def test_cached_decisions_follow_a_changed_manifest(store):
+    current = {"p": (parse_capability("storage"),)}
+    grants = GrantManager(store, lambda pid: current[pid])
+    grants.grant("p", "storage")
+    assert grants.is_allowed("p", parse_capability("storage"))
+    current["p"] = (parse_capability("settings.read"),)  # the new version no longer asks for storage
+    assert not grants.is_allowed("p", parse_capability("storage"))
