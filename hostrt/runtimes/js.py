@@ -20,7 +20,6 @@ import logging
 from importlib import resources
 from typing import Any, Callable
 
-from .. import jsonvalue
 from ..context import ActivationContext, write_plugin_log
 from ..errors import HostrtError, LifecycleError, PluginError, ResourceLimitError
 from . import js_errors
@@ -184,21 +183,18 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
         """
         if type(name) is not str:
             raise HostrtError("export name must be a string")
-        try:
-            jsonvalue.check(list(args), path="$args", max_bytes=self._limits.max_value_chars)
-        except jsonvalue.JSONValueError as exc:
-            raise HostrtError(f"arguments for {name}() refused: {exc}") from None
+        args_json = host_json([name, list(args)], f"arguments for {name}()", self._limits.max_value_chars)
         # The result returns as soon as it is known; microtasks the call
         # left behind are checked in the background (a spin there fails the
         # plugin, as a runaway timer does).
-        return await self._entry("call", f"{name}()", [name, list(args)], drain=False)
+        return await self._entry("call", f"{name}()", args_json, drain=False)
 
-    async def _entry(self, target: str, doing: str, args: Any = None, *, drain: bool = True) -> Any:
+    async def _entry(self, target: str, doing: str, args_json: str = "null", *, drain: bool = True) -> Any:
         channel = self._channel
         if channel is None:
             raise LifecycleError(f"plugin '{self.source.plugin_id}' is not loaded")
         try:
-            return await channel.enter(target, args, settle_timeout_s=self._timeout_s, drain=drain)
+            return await channel.enter(target, args_json, settle_timeout_s=self._timeout_s, drain=drain)
         except EntryFailed as failed:
             info = failed.info
             if type(info) is dict and type(info.get("errors")) is list:
@@ -255,6 +251,26 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
         if self._active and self._on_crash is not None:
             self._active = False
             self._on_crash(error)
+
+
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def host_json(value: Any, what: str, max_chars: int) -> str:
+    """Compact JSON text of a value the host sends into a plugin.
+
+    The host's own values are trusted to be data, so this is json.dumps in
+    C rather than the byte-exact walk plugin values get; it still refuses
+    what is not JSON (NaN, cycles, other types) and what is too large.
+    """
+    try:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_refuse)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise HostrtError(f"{what} refused: {exc}") from None
+    if len(text) > max_chars:
+        raise HostrtError(f"{what} refused: larger than {max_chars} characters as JSON")
+    return text
 
 
 def _strip_bom(text: str) -> str:

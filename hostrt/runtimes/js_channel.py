@@ -140,6 +140,7 @@ class Channel:
         self._failure: PluginError | None = None
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flush_owed = False
 
     @property
     def failure(self) -> PluginError | None:
@@ -165,41 +166,53 @@ class Channel:
         for text in texts:
             self._handle(text)
 
-    async def exchange(self, inbound: list[Any], *, until: "asyncio.Future[Any] | None" = None) -> None:
+    async def exchange(self, inbound: list[str], *, until: "asyncio.Future[Any] | None" = None) -> None:
         """Deliver ``inbound`` and keep exchanging while host calls are
-        being answered.
+        being answered, until nothing the plugin queued is left uncollected.
 
-        If ``until`` is done once a pump's own result is handled (a
-        synchronous entry returned), the flush posted with it is left to
-        finish in the background (see :meth:`_detach`): the caller has its
-        answer one hand-off sooner, and the flush still runs, under its
-        timeout, before anything posted later.
+        A pump whose result holds host calls is answered by the next pump,
+        which the isolate runs only after the first pump's microtasks, so
+        it collects what they queued as well. Only when there is nothing to
+        answer is a flush (an empty pump) needed to collect the microtasks'
+        output. If ``until`` is done by then (a synchronous entry returned),
+        that flush is owed instead (see :meth:`_owe_flush`): the caller has
+        its answer one hand-off sooner.
         """
         while True:
             async with self._lock:
                 self._raise_if_dead()
-                pump = self._isolate.post(pump_code(inbound))
-                flush = self._isolate.post(FLUSH)
+                self._flush_owed = False
                 try:
-                    replies = self._handle(await self._collect(pump, self._timeout_s))
-                    if until is not None and until.done() and not replies:
-                        self._detach(flush)
-                        return
-                    replies += self._handle(await self._collect(flush, self._timeout_s))
+                    replies = self._handle(await self._collect(self._isolate.post(pump_code(inbound)),
+                                                               self._timeout_s))
+                    if not replies:
+                        if until is not None and until.done():
+                            self._owe_flush()
+                            return
+                        replies = self._handle(await self._collect(self._isolate.post(FLUSH), self._timeout_s))
                 except EngineScriptError as exc:
                     raise self._broken_shim(exc) from None
             if not replies:
                 return
             inbound = replies
 
-    def _detach(self, flush: Script) -> None:
-        """Collect ``flush`` in the background. Scripts run in the order
-        they were posted, and its result is handled before that of any
-        script posted after it (futures complete in that order)."""
-        self._isolate.watch(flush, self._timeout_s)
-        flush.future.add_done_callback(self._detached_done)
+    def _owe_flush(self) -> None:
+        """Make sure some script runs after the last pump's microtasks: the
+        next exchange if one comes first, else a flush posted from the loop
+        (collected in the background, under its timeout, so a spin there
+        fails the plugin)."""
+        self._flush_owed = True
+        asyncio.get_running_loop().call_soon(self._pay_flush)
 
-    def _detached_done(self, future: "asyncio.Future[Any]") -> None:
+    def _pay_flush(self) -> None:
+        if not self._flush_owed or self._failure is not None or self._closed or self._lock.locked():
+            return  # a later exchange collects (and times) those microtasks
+        self._flush_owed = False
+        flush = self._isolate.post(FLUSH)
+        self._isolate.watch(flush, self._timeout_s)
+        flush.future.add_done_callback(self._flushed)
+
+    def _flushed(self, future: "asyncio.Future[Any]") -> None:
         if future.cancelled() or self._failure is not None or self._closed:
             if not future.cancelled():
                 future.exception()
@@ -275,9 +288,10 @@ class Channel:
 
     # -- entries --------------------------------------------------------------------
 
-    async def enter(self, target: str, args: Any = None, *, settle_timeout_s: float | None = None,
+    async def enter(self, target: str, args_json: str = "null", *, settle_timeout_s: float | None = None,
                     drain: bool = True) -> Any:
-        """Run the shim's entry ``target`` and return its result.
+        """Run the shim's entry ``target`` with ``args_json`` (JSON text) and
+        return its result.
 
         With ``settle_timeout_s`` the plugin must finish (its promise settle)
         within that time or the plugin fails; without it the entry returns
@@ -298,7 +312,8 @@ class Channel:
             # long is reported as such rather than as "did not finish".
             entry.timer = loop.call_later(settle_timeout_s + _SETTLE_MARGIN_S, self._settle_timeout, entry_id)
         try:
-            await self.exchange([["enter", entry_id, target, args]], until=None if drain else entry.future)
+            enter = '["enter",' + str(entry_id) + "," + json.dumps(target) + "," + args_json + "]"
+            await self.exchange([enter], until=None if drain else entry.future)
             if settle_timeout_s is None:
                 return None
             return await entry.future
@@ -322,16 +337,16 @@ class Channel:
 
     # -- outbound messages ---------------------------------------------------------------
 
-    def _handle(self, text: str) -> list[Any]:
+    def _handle(self, text: str) -> list[str]:
         try:
             messages = self._parse(text)
         except ProtocolError as exc:
             raise self.fail(PluginError(self._plugin_id, f"the isolate broke the host protocol: {exc}",
                                         file=self._file))
-        replies: list[Any] = []
-        for message in messages:
+        replies: list[str] = []
+        for item in messages:
             try:
-                self._one(message, replies)
+                self._one(item, replies)
             except ProtocolError as exc:
                 raise self.fail(PluginError(self._plugin_id, f"the isolate broke the host protocol: {exc}",
                                             file=self._file))
@@ -348,10 +363,10 @@ class Channel:
             raise ProtocolError("outbox is not a list")
         return messages
 
-    def _one(self, message: Any, replies: list[Any]) -> None:
-        if type(message) is not list or not message or type(message[0]) is not str:
+    def _one(self, item: Any, replies: list[str]) -> None:
+        if type(item) is not list or not item or type(item[0]) is not str:
             raise ProtocolError("malformed message")
-        kind, args = message[0], message[1:]
+        kind, args = item[0], item[1:]
         if kind == "call" and len(args) == 3 and _is_id(args[0]) and type(args[1]) is str and type(args[2]) is list:
             replies.append(self._call(args[0], args[1], args[2]))
         elif kind == "log" and len(args) == 3 and type(args[0]) is str and type(args[1]) is str:
@@ -372,15 +387,15 @@ class Channel:
         else:
             raise ProtocolError(f"unknown message {kind!r}")
 
-    def _call(self, call_id: int, op: str, args: list[Any]) -> list[Any]:
+    def _call(self, call_id: int, op: str, args: list[Any]) -> str:
         try:
             value = self._host.dispatch(op, args)
         except HostrtError as exc:
-            return ["reply", call_id, False, {"code": exc.code, "message": exc.message}]
+            return message("reply", call_id, False, {"code": exc.code, "message": exc.message})
         except Exception:  # a host bug: the plugin learns nothing about it
             _log.exception("host error during %s from plugin '%s'", op, self._plugin_id)
-            return ["reply", call_id, False, {"code": "E_HOSTRT", "message": "internal host error"}]
-        return ["reply", call_id, True, value]
+            return message("reply", call_id, False, {"code": "E_HOSTRT", "message": "internal host error"})
+        return message("reply", call_id, True, value)
 
     def _done(self, entry_id: int, ok: bool, value: Any) -> None:
         entry = self._state.entries.get(entry_id)
@@ -410,7 +425,7 @@ class Channel:
 
     async def _run_timer(self, timer_id: int) -> None:
         try:
-            await self.enter("timer", [timer_id])
+            await self.enter("timer", "[" + str(timer_id) + "]")
         except (PluginError, EngineError):
             pass  # recorded by fail()
 
@@ -461,18 +476,23 @@ def _is_id(value: Any) -> bool:
     return type(value) is int and 1 <= value < 2**53
 
 
-def pump_code(inbound: list[Any]) -> str:
-    """The script for one exchange (also the end of the load script)."""
+def message(*parts: Any) -> str:
+    """One inbound message as compact JSON text."""
+    return json.dumps(parts, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def pump_code(inbound: list[str]) -> str:
+    """The script for one exchange: ``inbound`` holds messages already
+    encoded as JSON texts (see :func:`message`)."""
     # The argument is a JS string literal holding JSON: json.dumps of text is
     # a valid JS string literal, and JSON.parse (unlike an object literal)
     # treats "__proto__" as an ordinary key.
-    text = json.dumps(inbound, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    return "__hostrt_pump(" + json.dumps(text) + ")"
+    return "__hostrt_pump(" + json.dumps("[" + ",".join(inbound) + "]") + ")"
 
 
 EntryFailed = _EntryFailed
 
-__all__ = ["Channel", "ChannelHost", "ChannelLimits", "EntryFailed", "pump_code"]
+__all__ = ["Channel", "ChannelHost", "ChannelLimits", "EntryFailed", "message", "pump_code"]
 
 #: The script that delivers nothing and collects the outbox.
 FLUSH = pump_code([])
