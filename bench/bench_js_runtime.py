@@ -73,6 +73,7 @@ from hostrt.loader import plugin_source  # noqa: E402
 from hostrt.manifest import load_manifest  # noqa: E402
 from hostrt.runtimes.base import PluginSource, RuntimeLimits  # noqa: E402
 from hostrt.runtimes.js import JavaScriptRuntime, LoadedJavaScriptPlugin  # noqa: E402
+from hostrt.runtimes.js_engine import Isolate  # noqa: E402
 from hostrt.store import Store  # noqa: E402
 
 #: Rounds of case 1 (one hostrt and one baseline activation each).
@@ -476,15 +477,15 @@ def memory_case() -> Row:
 
 
 async def eval_counts(root: Path, gates: Gates) -> list[str]:
-    """Counts the evaluations hostrt starts in V8 per operation (each one is
-    a hand-off to the isolate's thread and back), by wrapping mini-racer's
-    ``MiniRacer.eval_cancelable`` for the duration of this pass only."""
+    """Counts the scripts hostrt posts to V8 per operation (each one is a
+    hand-off to the isolate's thread and back), by wrapping
+    ``Isolate.post`` for the duration of this pass only."""
     counter = {"evals": 0}
-    original = MiniRacer.eval_cancelable
+    original = Isolate.post
 
-    async def counting(self: MiniRacer, code: str) -> Any:
+    def counting(self: Isolate, code: str) -> Any:
         counter["evals"] += 1
-        return await original(self, code)
+        return original(self, code)
 
     source = write_plugin(root, "counted", LOOP_SOURCE, ["storage"])
     gates.grant(source.plugin_id)
@@ -500,7 +501,7 @@ async def eval_counts(root: Path, gates: Gates) -> list[str]:
         await quiesce()  # include the trailing flush the operation caused
         return counter["evals"]
 
-    MiniRacer.eval_cancelable = counting  # type: ignore[method-assign]
+    Isolate.post = counting  # type: ignore[method-assign]
     plugin: LoadedJavaScriptPlugin | None = None
     try:
         async def load_and_activate() -> None:
@@ -520,15 +521,15 @@ async def eval_counts(root: Path, gates: Gates) -> list[str]:
         handle = await count(handle_calls)
         await loaded.deactivate()
     finally:
-        MiniRacer.eval_cancelable = original  # type: ignore[method-assign]
+        Isolate.post = original  # type: ignore[method-assign]
         if plugin is not None:
             await plugin.close()
         gate.close()
     return [
-        f"    load + activate: {activation} evals (bare baseline: 1)",
-        f"    ctx.storage.get round trip: {(storage - 1) / calls:.2f} evals per call "
+        f"    load + activate: {activation} scripts (bare baseline: 1)",
+        f"    ctx.storage.get round trip: {(storage - 1) / calls:.2f} scripts per call "
         f"({storage} for one call_export doing {calls})",
-        f"    call_export: {handle / calls:.2f} evals per call (mr.call: 1 synchronous eval)",
+        f"    call_export: {handle / calls:.2f} scripts per call (mr.call: 1 synchronous eval)",
     ]
 
 

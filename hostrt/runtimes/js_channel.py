@@ -39,6 +39,8 @@ from .js_engine import (
     EngineOutOfMemory,
     EngineScriptError,
     EngineTimeout,
+    FAST_WAIT_S,
+    LOAD_WAIT_S,
     Isolate,
     Script,
 )
@@ -160,7 +162,7 @@ class Channel:
             self._raise_if_dead()
             first = self._isolate.post(code)
             second = self._isolate.post(FLUSH) if flush else None
-            texts = [await self._collect(first, timeout_s)]
+            texts = [await self._collect(first, timeout_s, block_s=LOAD_WAIT_S)]
             if second is not None:
                 texts.append(await self._collect(second, self._timeout_s))
         for text in texts:
@@ -241,9 +243,9 @@ class Channel:
         except (PluginError, EngineError):
             pass  # recorded by fail()
 
-    async def _collect(self, script: Script, timeout_s: float) -> str:
+    async def _collect(self, script: Script, timeout_s: float, *, block_s: float = FAST_WAIT_S) -> str:
         try:
-            return await self._isolate.collect(script, timeout_s)
+            return await self._isolate.collect(script, timeout_s, block_s=block_s)
         except EngineScriptError:
             raise
         except EngineError as exc:

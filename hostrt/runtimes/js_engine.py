@@ -24,8 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
+import contextlib
 import logging
 import os
+import queue
+import threading
+import time
 import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -36,6 +41,14 @@ _log = logging.getLogger("hostrt.runtime.js")
 
 #: Extra heap V8 needs above what plugin code uses (the context, the shim).
 HEAP_OVERHEAD_BYTES = 4 * 1024 * 1024
+#: How long the loop may block waiting for a script's result before it
+#: hands the wait to a thread (most scripts take microseconds).
+FAST_WAIT_S = 0.0005
+#: The same while a plugin loads: the shim and the plugin's top level take a
+#: millisecond or more, and loading is rare.
+LOAD_WAIT_S = 0.02
+#: How often the background result thread checks whether it is still needed.
+DRAIN_POLL_S = 0.05
 #: How often a running script's effect on the process's resident memory is
 #: checked (see :meth:`Isolate.eval`).
 RSS_CHECK_INTERVAL_S = 0.025
@@ -103,18 +116,16 @@ class Script:
     """A script posted to the isolate's thread and not yet collected.
 
     Posting is a hand-off only: the isolate runs scripts in the order they
-    were posted, each followed by mini-racer's microtask checkpoint. So two
-    scripts posted together cost one round trip, and the second starts
-    right after the microtasks of the first.
+    were posted, each followed by mini-racer's microtask checkpoint.
     """
 
-    __slots__ = ("future", "task_id", "callback_id", "code_handle")
+    __slots__ = ("future", "task_id", "code_handle", "seq")
 
-    def __init__(self, future: "asyncio.Future[Any]", task_id: int, callback_id: int, code_handle: Any) -> None:
+    def __init__(self, future: "asyncio.Future[Any]", code_handle: Any, seq: int) -> None:
         self.future = future
-        self.task_id = task_id
-        self.callback_id = callback_id
+        self.task_id: int | None = None
         self.code_handle = code_handle  # kept alive until the script ran
+        self.seq = seq
 
 
 class Isolate:
@@ -132,10 +143,22 @@ class Isolate:
         self._racer = racer
         self._ctx = racer._ctx
         self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
         self._memory_bytes = memory_bytes
         self._closed = False
         self._closing: asyncio.Future[None] | None = None
-        self._posted: dict[int, Script] = {}
+        # Every script is posted with mini-racer's "uncancellable" callback
+        # id, whose results land, one per task and in posting order (a
+        # cancelled task yields a termination result too), in a thread-safe
+        # queue. Whoever takes a result from the queue pairs it with the
+        # oldest outstanding script while holding _consuming.
+        self._results: queue.Queue[Any] = self._ctx._non_cancelable_mr_task_results_queue
+        self._outstanding: collections.deque[Script] = collections.deque()
+        self._consuming = threading.Lock()
+        self._drainer: threading.Thread | None = None
+        self._posted_seq = 0
+        self._paired_seq = 0  # the last script whose result was taken
+        self._drain_seq = 0   # the background thread takes results up to this script
 
     @classmethod
     def create(cls, memory_bytes: int) -> "Isolate":
@@ -171,44 +194,103 @@ class Isolate:
         if self._closed:
             raise EngineClosed("isolate is closed")
         ctx = self._ctx
-        future = self._loop.create_future()
-        code_handle = ctx._python_to_value_handle(code)
-        callback_id = next(ctx._next_async_callback_id)
-
-        def done(value_handle: Any) -> None:
-            ctx._active_cancelable_mr_task_callbacks.pop(callback_id, None)
-            self._posted.pop(callback_id, None)
-            if future.done():
-                return
-            try:
-                future.set_result(ctx._value_handle_to_python(value_handle))
-            except Exception as exc:  # noqa: BLE001 - handed to collect()
-                future.set_exception(exc)
-
-        ctx._active_cancelable_mr_task_callbacks[callback_id] = done
-        task_id = ctx._dll.mr_eval(ctx._ctx, code_handle.raw, callback_id)
-        script = Script(future, task_id, callback_id, code_handle)
-        self._posted[callback_id] = script
+        self._posted_seq += 1
+        script = Script(self._loop.create_future(), ctx._python_to_value_handle(code), self._posted_seq)
+        # Outstanding before posting: a drainer may take the result at once.
+        self._outstanding.append(script)
+        script.task_id = ctx._dll.mr_eval(ctx._ctx, script.code_handle.raw, 0)
         return script
 
-    async def collect(self, script: Script, timeout_s: float) -> str:
+    # -- results ------------------------------------------------------------------
+
+    def _take(self, timeout: float) -> bool:
+        """With _consuming held: pair the next result (waiting up to
+        ``timeout``) with its script. False if none came."""
+        try:
+            value_handle = self._results.get(timeout=timeout)
+        except queue.Empty:
+            return False
+        if not self._outstanding:
+            return True  # not one of ours (nothing else posts here); dropped
+        script = self._outstanding.popleft()
+        self._paired_seq = script.seq
+        if threading.get_ident() == self._loop_thread:
+            self._settle(script, value_handle)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+                self._loop.call_soon_threadsafe(self._settle, script, value_handle)
+        return True
+
+    def _settle(self, script: Script, value_handle: Any) -> None:
+        script.code_handle = None
+        if script.future.done():
+            return  # stopped already; the result (a termination) is dropped
+        try:
+            script.future.set_result(self._ctx._value_handle_to_python(value_handle))
+        except Exception as exc:  # noqa: BLE001 - reported by result_of
+            script.future.set_exception(exc)
+
+    def _wait_briefly(self, script: Script, limit_s: float) -> None:
+        """Block the loop for at most ``limit_s`` for ``script``'s result:
+        most scripts take microseconds, and taking the result directly saves
+        the loop wake-up a thread hand-off costs."""
+        if self._drainer is not None or not self._consuming.acquire(blocking=False):
+            return
+        try:
+            deadline = time.perf_counter() + limit_s
+            while not script.future.done() and not self._closed:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0 or not self._take(remaining):
+                    return
+        finally:
+            self._consuming.release()
+
+    def _drain_in_background(self, script: Script) -> None:
+        """Have a thread take results until ``script``'s has been taken
+        (results come in posting order), delivering them to the loop."""
+        self._drain_seq = max(self._drain_seq, script.seq)
+        if self._drainer is None:
+            self._drainer = threading.Thread(target=self._drain, name="hostrt-js-results", daemon=True)
+            self._drainer.start()
+
+    def _drain(self) -> None:
+        try:
+            while not self._closed and self._paired_seq < self._drain_seq:
+                with self._consuming:
+                    self._take(DRAIN_POLL_S)
+        finally:
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+                self._loop.call_soon_threadsafe(self._drainer_done)
+
+    def _drainer_done(self) -> None:
+        self._drainer = None
+        if self._paired_seq < self._drain_seq and not self._closed:
+            self._drainer = threading.Thread(target=self._drain, name="hostrt-js-results", daemon=True)
+            self._drainer.start()  # work arrived as it was leaving
+
+    async def collect(self, script: Script, timeout_s: float, *, block_s: float = FAST_WAIT_S) -> str:
         """Wait for a posted script's string result, terminating it if it
         runs longer than ``timeout_s`` from now or makes the process grow
-        past the memory backstop.
+        past the memory backstop. The loop blocks for at most ``block_s``
+        before the wait moves to a thread.
 
         Raises :class:`EngineTimeout`, :class:`EngineOutOfMemory`,
         :class:`EngineScriptError`, :class:`EngineProtocolError` or
         :class:`EngineClosed`.
         """
-        watchdog = _Watchdog(self, script, timeout_s)
-        try:
-            await script.future
-        except asyncio.CancelledError:
-            if not script.future.done():
-                raise  # the caller was cancelled; the watchdog still guards the script
-        except Exception:  # noqa: BLE001 - reported by result_of below
-            pass
-        watchdog.stop()
+        if not script.future.done():
+            self._wait_briefly(script, min(block_s, timeout_s))
+        if not script.future.done():
+            watchdog = _Watchdog(self, script, timeout_s)
+            self._drain_in_background(script)
+            try:
+                await script.future
+            except asyncio.CancelledError:
+                if not script.future.done():
+                    raise  # the caller was cancelled; the watchdog still guards the script
+            except Exception:  # noqa: BLE001 - reported by result_of below
+                pass
+            watchdog.stop()
         return self.result_of(script.future)
 
     def watch(self, script: Script, timeout_s: float) -> None:
@@ -216,6 +298,7 @@ class Isolate:
         for it; read its result later with :meth:`result_of`."""
         watchdog = _Watchdog(self, script, timeout_s)
         script.future.add_done_callback(lambda _f: watchdog.stop())
+        self._drain_in_background(script)
 
     def result_of(self, future: "asyncio.Future[Any]") -> str:
         """The string result of a finished script's future, or the
@@ -247,13 +330,12 @@ class Isolate:
 
     def stop(self, script: Script, error: EngineError) -> None:
         """Terminate ``script`` (if it runs) and fail its collection with
-        ``error``."""
-        self._posted.pop(script.callback_id, None)
-        self._ctx._active_cancelable_mr_task_callbacks.pop(script.callback_id, None)
+        ``error``. Its result still arrives later (a termination) and is
+        dropped."""
         if not script.future.done():
             script.future.set_exception(_Stopped(error))
             script.future.exception()  # marked retrieved: nobody may be waiting
-        if self._maker is not None:
+        if self._maker is not None and script.task_id is not None:
             # Terminates the script if it is running, drops it if it waits.
             self._ctx._dll.mr_cancel_task(self._ctx._ctx, script.task_id)
 
@@ -271,7 +353,7 @@ class Isolate:
 
     async def _close(self) -> None:
         self._closed = True
-        for script in list(self._posted.values()):
+        for script in list(self._outstanding):
             self.stop(script, EngineClosed("isolate was closed"))
         await asyncio.get_running_loop().run_in_executor(_freeing, self._free)
 
