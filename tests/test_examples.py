@@ -25,4 +25,9 @@ def test_demo_host_app_runs_to_completion():
     assert "[hello-py] info: hello, world!" in out.stdout
     assert "[hello-py] info: HELLO, WORLD!" in out.stdout
     assert "goodbye, world" in out.stdout
+    # The JavaScript twin and the bundled npm example ran in their isolates.
+    assert "[hello-js] info: hello, world!  {'activations': 1}" in out.stdout
+    assert "[hello-js] info: hello, world!  {'activations': 2}" in out.stdout
+    assert "[slugs-js] info: 3 pages indexed  {'added': 3" in out.stdout
+    assert "cafe-and-creme-brulee" in out.stdout
     assert "Traceback" not in out.stdout + out.stderr
