@@ -456,6 +456,8 @@
     let ms = +delay;
     if (!(ms >= 0)) ms = 0;
     if (ms > 2147483647) ms = 2147483647;
+    // As browsers do: an interval never fires more often than every 4 ms.
+    if (repeat && ms < 4) ms = 4;
     const id = nextTimer++;
     ReflectApply(mapSet, timers, [id, { fn, args, repeat, ms }]);
     send('["timer",' + id + "," + ms + "]");

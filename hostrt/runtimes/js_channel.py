@@ -143,6 +143,7 @@ class Channel:
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._flush_owed = False
+        self._due: list[int] = []
 
     @property
     def failure(self) -> PluginError | None:
@@ -168,7 +169,8 @@ class Channel:
         for text in texts:
             self._handle(text)
 
-    async def exchange(self, inbound: list[str], *, until: "asyncio.Future[Any] | None" = None) -> None:
+    async def exchange(self, inbound: list[str], *, until: "asyncio.Future[Any] | None" = None,
+                       block_s: float = FAST_WAIT_S) -> None:
         """Deliver ``inbound`` and keep exchanging while host calls are
         being answered, until nothing the plugin queued is left uncollected.
 
@@ -186,12 +188,13 @@ class Channel:
                 self._flush_owed = False
                 try:
                     replies = self._handle(await self._collect(self._isolate.post(pump_code(inbound)),
-                                                               self._timeout_s))
+                                                               self._timeout_s, block_s=block_s))
                     if not replies:
                         if until is not None and until.done():
                             self._owe_flush()
                             return
-                        replies = self._handle(await self._collect(self._isolate.post(FLUSH), self._timeout_s))
+                        replies = self._handle(await self._collect(self._isolate.post(FLUSH), self._timeout_s,
+                                                                   block_s=block_s))
                 except EngineScriptError as exc:
                     raise self._broken_shim(exc) from None
             if not replies:
@@ -229,7 +232,7 @@ class Channel:
         except PluginError:
             return  # failed the channel already
         if replies:
-            self._background(self.exchange(replies))
+            self._background(self.exchange(replies, block_s=0.0))
 
     def _background(self, work: Any) -> None:
         task = asyncio.get_running_loop().create_task(self._quietly(work))
@@ -423,13 +426,18 @@ class Channel:
     def _fire(self, timer_id: int) -> None:
         if self._state.timers.pop(timer_id, None) is None or self._closed or self._failure is not None:
             return
-        asyncio.get_running_loop().create_task(self._run_timer(timer_id))
+        # Timers due together are delivered together, in one exchange that
+        # never blocks the loop waiting (a plugin with a thousand zero-delay
+        # intervals costs one exchange per turn of the loop, not a thousand).
+        self._due.append(timer_id)
+        if len(self._due) == 1:
+            self._background(self._run_due())
 
-    async def _run_timer(self, timer_id: int) -> None:
-        try:
-            await self.enter("timer", "[" + str(timer_id) + "]")
-        except (PluginError, EngineError):
-            pass  # recorded by fail()
+    async def _run_due(self) -> None:
+        await asyncio.sleep(0)  # let every timer due in this turn join
+        due, self._due = self._due, []
+        if due and self._failure is None and not self._closed:
+            await self.exchange([message("enter", 0, "timer", [timer_id]) for timer_id in due], block_s=0.0)
 
     # -- failure and shutdown -----------------------------------------------------------
 
