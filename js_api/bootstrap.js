@@ -77,6 +77,7 @@
   const ReflectConstruct = Reflect.construct;
   const ProxyCtor = Proxy;
   const MathTrunc = Math.trunc;
+  const MathFloor = Math.floor;
   const ArrayBufferCtor = ArrayBuffer;
   const isView = ArrayBuffer.isView;
   const byteLengthOf = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "byteLength").get;
@@ -119,6 +120,29 @@
     }[name];
   };
   const isTyped = (v) => { try { ReflectApply(typedLength, v, []); return true; } catch (_) { return false; } };
+  // An array-like or iterable source of a new typed array, copied into a
+  // plain array element by element, charging as it goes: its length is
+  // read once (a getter cannot answer 0 to us and 2**31 to V8), and the
+  // copy stops at the allowance instead of asking V8 for one huge block.
+  const copySource = (source, bytesPerElement, what) => {
+    const room = (LIMITS.maxExternalBytes - external) / bytesPerElement;
+    const list = [];
+    const iterate = source[SymbolIterator];
+    if (iterate !== undefined && iterate !== null) {
+      const it = ReflectApply(iterate, source, []);
+      for (;;) {
+        const step = it.next();
+        if (step.done) break;
+        if (list.length >= room) throw overLimit(what, (list.length + 1) * bytesPerElement);
+        list[list.length] = step.value;
+      }
+    } else {
+      const length = toIndex(source.length);
+      reserve(length * bytesPerElement, what);
+      for (let i = 0; i < length; i++) list[i] = source[i];
+    }
+    return list;
+  };
   const guardConstructor = (Ctor, bytesPerElement) => {
     const what = "new " + Ctor.name + "()";
     const guarded = new ProxyCtor(Ctor, {
@@ -132,8 +156,17 @@
           const n = toIndex(first);
           reserve(n * bytesPerElement, what);
           args[0] = n;
-        } else if (!(first instanceof ArrayBufferCtor) && typeof first[SymbolIterator] !== "function") {
-          reserve(toIndex(first.length) * bytesPerElement, what);
+        } else {
+          // What `first` is, is decided by brand checks no plugin hook can
+          // answer (not instanceof, whose Symbol.hasInstance a plugin may
+          // define), and V8 is handed values it will not read a second time.
+          let kind = "list";
+          try { ReflectApply(byteLengthOf, first, []); kind = "buffer"; } catch (_) {}
+          if (kind === "list") {
+            try { reserve(ReflectApply(typedLength, first, []) * bytesPerElement, what); kind = "typed"; }
+            catch (e) { if (e instanceof RangeErrorCtor) throw e; }
+          }
+          if (kind === "list") args = [copySource(first, bytesPerElement, what)];
         }
         const made = ReflectConstruct(target, args, newTarget === guarded ? target : newTarget);
         track(bytesPerElement === 0 ? made : ReflectApply(typedBuffer, made, []), what);
@@ -151,29 +184,16 @@
     if (typeof Ctor === "function") guardConstructor(Ctor, Ctor.BYTES_PER_ELEMENT);
   }
   const ArrayBufferProto = ArrayBufferCtor.prototype;
-  wrapMethod(ArrayBufferProto, "resize", (buffer, args, what) => {
-    const grow = toIndex(args[0]) - ReflectApply(byteLengthOf, buffer, []);
-    reserve(grow, what);
-  });
-  for (const name of ["slice", "transfer", "transferToFixedLength"]) {
-    wrapMethod(ArrayBufferProto, name, (buffer, args, what) => {
-      const length = ReflectApply(byteLengthOf, buffer, []);
-      reserve(name === "slice" ? length : (args[0] === undefined ? length : toIndex(args[0])), what);
-    });
-  }
-  for (const name of ["slice", "map", "filter", "toReversed", "toSorted", "with"]) {
-    wrapMethod(TypedArrayProto, name, (array, args, what) => {
-      reserve(ReflectApply(typedLength, array, []) * array.BYTES_PER_ELEMENT, what);
-    });
-  }
-  for (const name of ["fromBase64", "fromHex"]) wrapMethod(global.Uint8Array, name, null);
-  // resize() grows a buffer already tracked: charge the growth as well.
-  const resizeGuarded = ArrayBufferProto.resize;
-  if (typeof resizeGuarded === "function") {
+  // Lengths are converted once, here, and V8 gets the converted number: a
+  // valueOf that answers differently the second time changes nothing.
+  const originalResize = ArrayBufferProto.resize;
+  if (typeof originalResize === "function") {
     ArrayBufferProto.resize = {
       resize(newLength) {
+        const n = toIndex(newLength);
         const before = ReflectApply(byteLengthOf, this, []);
-        const result = ReflectApply(resizeGuarded, this, [newLength]);
+        reserve(n - before, "resize()");
+        const result = ReflectApply(originalResize, this, [n]);
         const delta = ReflectApply(byteLengthOf, this, []) - before;
         if (delta !== 0) {
           external += delta;
@@ -183,6 +203,76 @@
       },
     }.resize;
   }
+  for (const name of ["transfer", "transferToFixedLength"]) {
+    const original = ArrayBufferProto[name];
+    if (typeof original !== "function") continue;
+    const what = name + "()";
+    ArrayBufferProto[name] = {
+      [name](newLength) {
+        const n = newLength === undefined ? ReflectApply(byteLengthOf, this, []) : toIndex(newLength);
+        reserve(n, what);
+        const made = ReflectApply(original, this, [n]);
+        track(made, what);
+        return made;
+      },
+    }[name];
+  }
+  // slice() copies at most the whole buffer: that is what is charged.
+  wrapMethod(ArrayBufferProto, "slice", (buffer, args, what) => {
+    reserve(ReflectApply(byteLengthOf, buffer, []), what);
+  });
+  const typedByteLength = Object.getOwnPropertyDescriptor(TypedArrayProto, "byteLength").get;
+  for (const name of ["slice", "map", "filter", "toReversed", "toSorted", "with"]) {
+    wrapMethod(TypedArrayProto, name, (array, args, what) => {
+      // The result is at most as large as the array (measured by its brand,
+      // not by a BYTES_PER_ELEMENT the plugin could redefine).
+      reserve(ReflectApply(typedByteLength, array, []), what);
+    });
+  }
+  for (const name of ["fromBase64", "fromHex"]) wrapMethod(global.Uint8Array, name, null);
+
+  // -- arrays built in one step ---------------------------------------------------
+  // A few builtins materialise a whole array in one C++ call. Asked for 2**31
+  // elements, V8 does not stop at the heap limit (checked between calls):
+  // it dies with a fatal out-of-memory error and takes the host process
+  // with it. Those calls are refused when the result could not fit in the
+  // plugin's memory limit anyway. Lengths are read once and V8 gets arrays
+  // whose length cannot change under it.
+  const maxElements = MathFloor(LIMITS.maxHeapBytes / 8);
+  const tooMany = (what, n) => new RangeErrorCtor(
+    what + ": " + n + " elements would not fit in this plugin's memory limit (at most " + maxElements + ")");
+  const lengthOf = (v) => (ArrayIsArray(v) ? v.length : toLength(v.length));
+  const toLength = (v) => { const n = MathTrunc(+v); return n > 0 ? (n < 9007199254740991 ? n : 9007199254740991) : 0; };
+  const ArrayProto = Array.prototype;
+  const copyOf = (source, length) => { const copy = []; for (let i = 0; i < length; i++) copy[i] = source[i]; return copy; };
+  const guardArrayMethod = (name) => {
+    const original = ArrayProto[name];
+    if (typeof original !== "function") return;
+    const what = "Array.prototype." + name + "()";
+    ArrayProto[name] = {
+      [name](...args) {
+        const length = lengthOf(this);
+        if (length > maxElements) throw tooMany(what, length);
+        // An array-like is copied first, so V8 sees the length we checked.
+        const target = ArrayIsArray(this) ? this : copyOf(this, length);
+        const result = ReflectApply(original, target, args);
+        return name === "fill" && target !== this ? copyBack(this, target, length) : result;
+      },
+    }[name];
+  };
+  const copyBack = (dest, source, length) => { for (let i = 0; i < length; i++) dest[i] = source[i]; return dest; };
+  for (const name of ["fill", "toReversed", "toSorted", "toSpliced", "with"]) guardArrayMethod(name);
+  const originalArrayFrom = Array.from;
+  Array.from = {
+    from(items, ...rest) {
+      if (items !== null && items !== undefined && typeof items[SymbolIterator] !== "function") {
+        const length = toLength(items.length);
+        if (length > maxElements) throw tooMany("Array.from()", length);
+        items = copyOf(items, length);
+      }
+      return ReflectApply(originalArrayFrom, this, [items, ...rest]);
+    },
+  }.from;
 
   // -- capability removal ------------------------------------------------------
   // Everything that can run code outside a host-driven exchange (and so

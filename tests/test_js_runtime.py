@@ -12,6 +12,8 @@ import asyncio
 import contextlib
 import json
 import logging
+import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -641,3 +643,40 @@ def test_queue_microtask_runs_callbacks_and_reports_their_errors(tmp_path: Path,
     assert run(go()) == ["sync", "micro"]
     logged = [r.getMessage() for r in caplog.records if r.name == "hostrt.plugins.demo"]
     assert logged == ["uncaught error in a microtask callback: Error: micro broke"]
+
+
+# -- arrays V8 would build in one step -------------------------------------------------------------
+
+ONE_STEP_ARRAYS = {
+    "fill": "new Array(2 ** 31 - 1).fill(0)",
+    "array-from-array-like": "Array.from({length: 2 ** 31})",
+    "to-reversed": "new Array(2 ** 31 - 1).toReversed()",
+    "fill-on-array-like": "Array.prototype.fill.call({length: 2 ** 31}, 0)",
+    "typed-from-array-like": "new Float64Array({length: 2 ** 31})",
+}
+
+
+def test_arrays_v8_would_build_in_one_step_are_refused_and_the_host_survives(tmp_path: Path) -> None:
+    # Each of these makes V8 abort the whole process with a fatal
+    # out-of-memory error if it runs: the shim must refuse it up front. Run
+    # in a child process, so a regression shows up as a failed test rather
+    # than a dead test run.
+    checks = "\n".join(
+        f"  try {{ {expr}; out.push('ran'); }} catch (e) {{ out.push(e.name); }}" for expr in ONE_STEP_ARRAYS.values()
+    )
+    source = f"module.exports = {{ activate() {{}}, probe() {{\n  const out = [];\n{checks}\n  return out;\n}} }};\n"
+    script = textwrap.dedent(f"""
+        import asyncio, json, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from conftest import RecordingGate
+        from test_js_runtime import active
+        from pathlib import Path
+
+        async def main():
+            async with active(Path({str(tmp_path)!r}), {source!r}, timeout_ms=5000, memory_mb=64) as (plugin, _):
+                print(json.dumps(await plugin.call_export("probe")))
+        asyncio.run(main())
+    """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == ["RangeError"] * len(ONE_STEP_ARRAYS)

@@ -850,3 +850,50 @@ def test_busy_database_gives_up_with_store_error(tmp_path: Path) -> None:
         # the store is still usable afterwards
         s.kv_set("p", "k", "1", quota_bytes=BIG)
         assert s.kv_get("p", "k") == "1"
+
+
+def test_storage_usage_follows_every_write_including_other_connections(tmp_path):
+    import sqlite3 as _sqlite3
+
+    path = tmp_path / "usage.db"
+    with Store(path) as store:
+        store.kv_set("p", "a", '"xx"', quota_bytes=1000)
+        store.kv_set("p", "b", "1", quota_bytes=1000)
+        assert store.kv_usage("p") == (1 + 4) + (1 + 1)
+        store.kv_set("p", "a", '"xxxxxx"', quota_bytes=1000)  # replaced, not added
+        assert store.kv_usage("p") == (1 + 8) + (1 + 1)
+        store.kv_delete("p", "b")
+        assert store.kv_usage("p") == 9
+        other = _sqlite3.connect(path)
+        with other:
+            other.execute("INSERT INTO kv (plugin_id, key, value_json, size_bytes) VALUES ('p', 'c', '0', 2)")
+        other.close()
+        assert store.kv_usage("p") == 11
+        assert store.kv_usage("q") == 0
+
+
+def test_migration_to_usage_table_counts_existing_storage(tmp_path):
+    import sqlite3 as _sqlite3
+
+    from hostrt import store as store_module
+
+    path = tmp_path / "old.db"
+    first_only = store_module.MIGRATIONS[:1]
+    original = list(store_module.MIGRATIONS)
+    store_module.MIGRATIONS[:] = first_only
+    try:
+        Store(path).close()  # a database as the first release left it
+    finally:
+        store_module.MIGRATIONS[:] = original
+    conn = _sqlite3.connect(path)
+    with conn:
+        conn.executemany("INSERT INTO kv (plugin_id, key, value_json, size_bytes) VALUES ('p', ?, ?, ?)",
+                         [("a", '"xx"', 5), ("b", "1", 2)])
+    conn.close()
+    with Store(path) as new:
+        assert new.kv_usage("p") == 7
+        new.kv_set("p", "c", "2", quota_bytes=1000)
+        assert new.kv_usage("p") == 9
+    conn = _sqlite3.connect(path)
+    assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == len(original)
+    conn.close()

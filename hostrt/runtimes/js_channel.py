@@ -26,7 +26,9 @@ a message: a channel belongs to one plugin's isolate.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
+import time
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -47,6 +49,9 @@ from .js_engine import (
 
 _log = logging.getLogger("hostrt.runtime.js")
 
+#: How long the host works on one batch of a plugin's host calls before it
+#: sends the answers so far and lets the rest of the loop run.
+WORK_SLICE_S = 0.01
 #: How much later than the per-eval timeout an entry's promise must settle.
 _SETTLE_MARGIN_S = 0.02
 
@@ -63,6 +68,10 @@ class ChannelLimits:
     max_depth: int = 64
     #: Host calls awaiting an answer at once.
     max_pending_calls: int = 10000
+    #: Answers to host calls sent in one exchange, by count and by size;
+    #: the rest wait for the next exchange.
+    max_replies_per_exchange: int = 1000
+    max_reply_chars: int = 2 * 1024 * 1024
     #: Timers pending at once.
     max_timers: int = 1000
     #: Characters kept of an error's name, message or stack.
@@ -73,6 +82,7 @@ class ChannelLimits:
         memory (outside the V8 heap) gets the same allowance as the heap."""
         return {
             "maxExternalBytes": memory_bytes,
+            "maxHeapBytes": memory_bytes,
             "maxOutboxChars": self.max_outbox_chars,
             "maxValueChars": self.max_value_chars,
             "maxDepth": self.max_depth,
@@ -144,6 +154,7 @@ class Channel:
         self._tasks: set[asyncio.Task[None]] = set()
         self._flush_owed = False
         self._due: list[int] = []
+        self._backlog: collections.deque[Any] = collections.deque()
 
     @property
     def failure(self) -> PluginError | None:
@@ -189,7 +200,7 @@ class Channel:
                 try:
                     replies = self._handle(await self._collect(self._isolate.post(pump_code(inbound)),
                                                                self._timeout_s, block_s=block_s))
-                    if not replies:
+                    if not replies and not self._backlog:
                         if until is not None and until.done():
                             self._owe_flush()
                             return
@@ -200,6 +211,7 @@ class Channel:
             if not replies:
                 return
             inbound = replies
+            await asyncio.sleep(0)  # let the rest of the host run between batches
 
     def _owe_flush(self) -> None:
         """Make sure some script runs after the last pump's microtasks: the
@@ -343,18 +355,41 @@ class Channel:
     # -- outbound messages ---------------------------------------------------------------
 
     def _handle(self, text: str) -> list[str]:
+        """Take in one outbox and act on it, in order, until the batch of
+        answers is full (see :meth:`_work`); returns the answers."""
         try:
             messages = self._parse(text)
         except ProtocolError as exc:
             raise self.fail(PluginError(self._plugin_id, f"the isolate broke the host protocol: {exc}",
                                         file=self._file))
+        self._backlog.extend(messages)
+        return self._work()
+
+    def _work(self) -> list[str]:
+        """Act on backlogged messages in order. Stops once the answers
+        reach :attr:`ChannelLimits.max_reply_chars` or
+        :attr:`ChannelLimits.max_replies_per_exchange`, or answering took
+        :data:`WORK_SLICE_S`: the rest waits for the next exchange (the loop
+        runs in between), so neither the host's memory nor one turn of its
+        loop grows with what a plugin asks for at once."""
         replies: list[str] = []
-        for item in messages:
+        size = 0
+        backlog = self._backlog
+        limits = self._limits
+        deadline = time.perf_counter() + WORK_SLICE_S
+        while backlog:
+            item = backlog.popleft()
             try:
-                self._one(item, replies)
+                reply = self._one(item)
             except ProtocolError as exc:
                 raise self.fail(PluginError(self._plugin_id, f"the isolate broke the host protocol: {exc}",
                                             file=self._file))
+            if reply is not None:
+                replies.append(reply)
+                size += len(reply)
+                if (size >= limits.max_reply_chars or len(replies) >= limits.max_replies_per_exchange
+                        or time.perf_counter() > deadline):
+                    break
         return replies
 
     def _parse(self, text: str) -> list[Any]:
@@ -368,12 +403,12 @@ class Channel:
             raise ProtocolError("outbox is not a list")
         return messages
 
-    def _one(self, item: Any, replies: list[str]) -> None:
+    def _one(self, item: Any) -> str | None:
         if type(item) is not list or not item or type(item[0]) is not str:
             raise ProtocolError("malformed message")
         kind, args = item[0], item[1:]
         if kind == "call" and len(args) == 3 and _is_id(args[0]) and type(args[1]) is str and type(args[2]) is list:
-            replies.append(self._call(args[0], args[1], args[2]))
+            return self._call(args[0], args[1], args[2])
         elif kind == "log" and len(args) == 3 and type(args[0]) is str and type(args[1]) is str:
             try:
                 self._host.log(args[0], args[1], args[2])
@@ -391,6 +426,7 @@ class Channel:
             self._host.uncaught(args[0], args[1])
         else:
             raise ProtocolError(f"unknown message {kind!r}")
+        return None
 
     def _call(self, call_id: int, op: str, args: list[Any]) -> str:
         try:

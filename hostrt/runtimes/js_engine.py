@@ -320,10 +320,12 @@ class Isolate:
             if self._closed:
                 raise EngineClosed("isolate was closed while running") from None
             raise EngineScriptError(str(exc), parse=False) from None
+        # Checked on every result: when microtasks run out of heap after a
+        # script, mini-racer stops them and the next script still returns.
+        if self.out_of_memory():
+            raise EngineOutOfMemory("heap limit reached")
         if type(result) is not str:
             del result  # never inspected: mini-racer frees the handle with the wrapper
-            if self.out_of_memory():
-                raise EngineOutOfMemory("heap limit reached")
             raise EngineProtocolError("script returned something other than a string")
         return result
 
