@@ -171,12 +171,16 @@ class ActivationContext:
         return key
 
     def storage_get(self, key: str, default: Any = None) -> Any:
+        return jsonvalue.decode(self.storage_get_json(key, default))
+
+    def storage_get_json(self, key: str, default: Any = None) -> str:
+        """:meth:`storage_get` as JSON text, for runtimes that hand the value
+        on as text (no decoding and encoding again on the way through)."""
         self._enter(STORAGE)
         text = self._store.kv_get(self._id, self._check_key(key))
         if text is None:
-            limit = self._limits.storage_quota_bytes
-            return jsonvalue.decode(_encode(default, "default value", StorageError, limit))
-        return jsonvalue.decode(text)
+            return _encode(default, "default value", StorageError, self._limits.storage_quota_bytes)
+        return text
 
     def storage_set(self, key: str, value: Any) -> None:
         self._enter(STORAGE)

@@ -81,7 +81,7 @@ class RecordingGate(ActivationContext):
     """The real gate over a real SQLite store (``:memory:`` unless one is
     shared), holding every capability, and recording what runtime tests look
     at: log calls, ``dispose_all`` calls, and an optional failure injected
-    into ``storage_get`` to stand for a host-side bug."""
+    into ``storage_get`` (and ``storage_get_json``) to stand for a host-side bug."""
 
     def __init__(self, plugin_id: str = "probe", store: Store | None = None, *, version: str = "1.0.0",
                  secret: str | None = None) -> None:
@@ -111,10 +111,10 @@ class RecordingGate(ActivationContext):
         super().log(level, message, fields)
         self.logs.append((level, message, copy.deepcopy(fields)))
 
-    def storage_get(self, key: str, default: Any = None) -> Any:
+    def storage_get_json(self, key: str, default: Any = None) -> str:
         if self.fail_with is not None:
             raise self.fail_with
-        return super().storage_get(key, default)
+        return super().storage_get_json(key, default)
 
     def dispose_all(self) -> None:
         self.events.append("dispose_all")

@@ -24,7 +24,7 @@ from ..context import ActivationContext, write_plugin_log
 from ..errors import HostrtError, LifecycleError, PluginError, ResourceLimitError
 from . import js_errors
 from .base import LoadedPlugin, PluginSource, Runtime, combined_error, load_or_close
-from .js_channel import Channel, ChannelLimits, EntryFailed, pump_code
+from .js_channel import Channel, ChannelLimits, EntryFailed, RawJSON, pump_code
 from .js_engine import EngineScriptError, Isolate, run_syntax_check
 
 _log = logging.getLogger("hostrt.runtime.js")
@@ -311,7 +311,7 @@ def _operations() -> dict[str, Callable[[ActivationContext, list[Any]], Any]]:
     """Host calls the shim may make, each mapped onto the gate. The gate
     checks grants and validates values; this only fixes the arity."""
     return {
-        "storage.get": lambda g, a: g.storage_get(*_args(a, 1, 2, "storage.get")),
+        "storage.get": lambda g, a: RawJSON(g.storage_get_json(*_args(a, 1, 2, "storage.get"))),
         "storage.set": lambda g, a: g.storage_set(*_args(a, 2, 2, "storage.set")),
         "storage.delete": lambda g, a: g.storage_delete(*_args(a, 1, 1, "storage.delete")),
         "storage.keys": lambda g, a: g.storage_keys(*_args(a, 0, 1, "storage.keys")),
