@@ -16,17 +16,18 @@ it as a strict xfail until the runtime is fixed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hostrt import Host, HostPolicy, PluginState
+from hostrt import Host, HostPolicy, PluginRecord, PluginState
 from hostrt.errors import (
     BudgetExceededError,
     HostrtError,
@@ -109,24 +110,29 @@ def run(main: Callable[[], Awaitable[Any]], timeout: float = 60.0) -> Any:
     return finishes(lambda: asyncio.run(main()), timeout)
 
 
-async def start(
+@contextlib.asynccontextmanager
+async def running_host(
     plugins_dir: Path,
     db: Path,
     *,
     grants: dict[str, list[str]] | None = None,
     **policy: Any,
-) -> Host:
-    """A discovered host over ``db``. Every plugin gets what it requests,
-    unless ``grants`` says exactly what each plugin gets."""
+) -> AsyncIterator[Host]:
+    """A discovered host over ``db``, closed when the block ends. Every
+    plugin gets what it requests, unless ``grants`` says exactly what each
+    plugin gets."""
     host = Host(plugins_dir, db, policy=HostPolicy(**policy))
     await host.discover()
-    for plugin_id in host.plugins:
-        if grants is None:
-            host.grants.grant_requested(plugin_id)
-        else:
-            for capability in grants.get(plugin_id, []):
-                host.grants.grant(plugin_id, capability)
-    return host
+    try:
+        for plugin_id in host.plugins:
+            if grants is None:
+                host.grants.grant_requested(plugin_id)
+            else:
+                for capability in grants.get(plugin_id, []):
+                    host.grants.grant(plugin_id, capability)
+        yield host
+    finally:
+        await host.close()
 
 
 def loaded(host: Host, plugin_id: str) -> LoadedPlugin:
@@ -177,6 +183,33 @@ async def activate_healthy_neighbour(host: Host) -> None:
     assert await call(host, "conf-healthy", "ping") == {"id": "conf-healthy", "version": "2.3.4", "alive": True}
 
 
+async def failed_activation(host: Host, plugin_id: str) -> PluginRecord:
+    """Activate a plugin that must fail to activate; return its record."""
+    record = await host.activate(plugin_id)
+    assert record.state is PluginState.FAILED
+    return record
+
+
+def assert_error(
+    error: BaseException | None,
+    kind: type[HostrtError],
+    code: str | None,
+    plugin_id: str,
+    runtime: str,
+    *,
+    marked_in: str | None = None,
+) -> None:
+    """``error`` is a ``kind`` with ``code`` (unless that is None) naming the
+    plugin and the twin's file, and with ``marked_in`` the line that fixture
+    marks as the one it fails on."""
+    assert isinstance(error, kind), error
+    if code is not None:
+        assert error.code == code, error
+    assert error.plugin_id == plugin_id and error.file == display_file(plugin_id, runtime)
+    if marked_in is not None:
+        assert error.line == marked_line(marked_in, runtime)
+
+
 # ---------------------------------------------------------------------------
 # the fixtures themselves
 # ---------------------------------------------------------------------------
@@ -224,8 +257,7 @@ def test_storage_round_trip(runtime, plugins_dir, tmp_path):
     pid = install(plugins_dir, "storage_round_trip", runtime)
 
     async def main():
-        host = await start(plugins_dir, tmp_path / "host.db")
-        try:
+        async with running_host(plugins_dir, tmp_path / "host.db") as host:
             record = await host.activate(pid)
             assert record.state is PluginState.ACTIVE, record.error
             # what the plugin reads back, stored null included
@@ -250,8 +282,6 @@ def test_storage_round_trip(runtime, plugins_dir, tmp_path):
             assert await call(host, pid, "remove", "scratch") is False
             assert host.store.kv_get(pid, "scratch") is None
             assert (await call(host, pid, "listing"))["all"] == sorted([*VALUE_KEYS, "writer"])
-        finally:
-            await host.close()
 
     run(main)
 
@@ -264,12 +294,9 @@ def test_storage_written_by_the_other_twin(runtime, plugins_dir, tmp_path):
     pid = install(plugins_dir, "storage_round_trip", OTHER[runtime])
 
     async def rows_after_activation(db: Path) -> dict[str, str]:
-        host = await start(plugins_dir, db)
-        try:
+        async with running_host(plugins_dir, db) as host:
             assert (await host.activate(pid)).state is PluginState.ACTIVE
             return raw_rows(host, pid)
-        finally:
-            await host.close()
 
     async def main():
         theirs = await rows_after_activation(shared_db)
@@ -280,15 +307,12 @@ def test_storage_written_by_the_other_twin(runtime, plugins_dir, tmp_path):
         assert json.loads(ours.pop("writer")) == runtime
         assert ours == theirs
 
-        host = await start(plugins_dir, shared_db)
-        try:
+        async with running_host(plugins_dir, shared_db) as host:
             assert (await host.activate(pid)).state is PluginState.ACTIVE
             back = await call(host, pid, "read_back")
             assert back["values"] == VALUES
             assert back["writer"] == OTHER[runtime]
             assert {k: v for k, v in raw_rows(host, pid).items() if k != "writer"} == theirs
-        finally:
-            await host.close()
 
     run(main)
 
@@ -298,8 +322,7 @@ def test_storage_refusals_carry_their_codes(runtime, plugins_dir, tmp_path):
     pid = install(plugins_dir, "storage_errors", runtime)
 
     async def main():
-        host = await start(plugins_dir, tmp_path / "host.db", storage_quota_bytes=1024)
-        try:
+        async with running_host(plugins_dir, tmp_path / "host.db", storage_quota_bytes=1024) as host:
             assert (await host.activate(pid)).state is PluginState.ACTIVE
             bad_key = await call(host, pid, "attempt", "bad key!", 1)
             assert bad_key["ok"] is False and bad_key["code"] == "E_STORAGE"
@@ -314,8 +337,6 @@ def test_storage_refusals_carry_their_codes(runtime, plugins_dir, tmp_path):
             assert "'surrogate'" in not_text["message"] and "lone surrogate" in not_text["message"]
             assert await call(host, pid, "attempt", "small", "x" * 10) == {"ok": True}
             assert stored(host, pid) == {"small": "x" * 10}
-        finally:
-            await host.close()
 
     run(main)
 
@@ -332,8 +353,7 @@ def test_settings_defaults_and_validation(runtime, plugins_dir, tmp_path):
     pid = install(plugins_dir, "settings", runtime)
 
     async def main():
-        host = await start(plugins_dir, tmp_path / "host.db")
-        try:
+        async with running_host(plugins_dir, tmp_path / "host.db") as host:
             assert (await host.activate(pid)).state is PluginState.ACTIVE
             assert await call(host, pid, "snapshot") == {
                 **SETTINGS_DEFAULTS, "nickname": None, "all": SETTINGS_DEFAULTS,
@@ -370,8 +390,6 @@ def test_settings_defaults_and_validation(runtime, plugins_dir, tmp_path):
             host.set_setting(pid, "nickname", "ace")
             snapshot = await call(host, pid, "snapshot")
             assert snapshot["nickname"] == "ace" and snapshot["all"] == {**current, "nickname": "ace"}
-        finally:
-            await host.close()
 
     run(main)
 
@@ -381,9 +399,8 @@ def test_settings_write_needs_its_own_grant(runtime, plugins_dir, tmp_path):
     pid = install(plugins_dir, "settings", runtime)
 
     async def main():
-        host = await start(plugins_dir, tmp_path / "host.db", grants={pid: ["settings.read"]},
-                           require_all_grants=False)
-        try:
+        async with running_host(plugins_dir, tmp_path / "host.db", grants={pid: ["settings.read"]},
+                                require_all_grants=False) as host:
             assert (await host.activate(pid)).state is PluginState.ACTIVE
             assert await call(host, pid, "change", "retries", 5) == {
                 "ok": False,
@@ -394,8 +411,6 @@ def test_settings_write_needs_its_own_grant(runtime, plugins_dir, tmp_path):
             assert (await call(host, pid, "snapshot"))["all"] == SETTINGS_DEFAULTS
             assert host.store.settings_get_all(pid) == {}
             assert denied_capabilities(host, pid) == ["settings.write"]
-        finally:
-            await host.close()
 
     run(main)
 
@@ -415,9 +430,8 @@ def test_denied_capability(runtime, plugins_dir, tmp_path):
     }
 
     async def main():
-        host = await start(plugins_dir, tmp_path / "host.db", grants={pid: ["settings.read"]},
-                           require_all_grants=False)
-        try:
+        async with running_host(plugins_dir, tmp_path / "host.db", grants={pid: ["settings.read"]},
+                                require_all_grants=False) as host:
             record = await host.activate(pid)
             # activate caught the refusal and went on with what it was granted
             assert record.state is PluginState.ACTIVE, record.error
@@ -432,8 +446,6 @@ def test_denied_capability(runtime, plugins_dir, tmp_path):
             assert host.store.kv_keys(pid) == []
             assert set(denied_capabilities(host, pid)) == {"storage"}
             assert host.plugins[pid].state is PluginState.ACTIVE
-        finally:
-            await host.close()
 
     run(main)
 
@@ -445,8 +457,7 @@ def test_revoke_while_active(runtime, plugins_dir, tmp_path):
     refused = {"ok": False, "code": "E_CAPABILITY", "message": f"plugin '{pid}' lacks capability 'storage'"}
 
     async def main():
-        host = await start(plugins_dir, db)
-        try:
+        async with running_host(plugins_dir, db) as host:
             assert (await host.activate(pid)).state is PluginState.ACTIVE
             code = loaded(host, pid)
             assert await call(host, pid, "bump") == 1
@@ -469,8 +480,6 @@ def test_revoke_while_active(runtime, plugins_dir, tmp_path):
                 assert other.remove_grant(pid, "storage", actor="another process") is True
             assert await call(host, pid, "probe") == refused
             assert loaded(host, pid) is code
-        finally:
-            await host.close()
 
     run(main)
 
@@ -485,15 +494,11 @@ def test_exception_in_activate(runtime, plugins_dir, tmp_path):
     install(plugins_dir, "healthy", runtime)
 
     async def main():
-        host = await start(plugins_dir, tmp_path / "host.db")
-        try:
-            record = await host.activate(pid)
-            assert record.state is PluginState.FAILED
+        async with running_host(plugins_dir, tmp_path / "host.db") as host:
+            record = await failed_activation(host, pid)
             error = record.error
-            assert isinstance(error, PluginError) and error.code == "E_PLUGIN"
-            assert error.plugin_id == pid and f"plugin '{pid}'" in str(error)
-            assert error.file == display_file(pid, runtime)
-            assert error.line == marked_line("activate_throws", runtime)
+            assert_error(error, PluginError, "E_PLUGIN", pid, runtime, marked_in="activate_throws")
+            assert f"plugin '{pid}'" in str(error)
             assert "activation exploded: on purpose" in error.message
             assert display_file(pid, runtime) in error.plugin_traceback
             assert str(tmp_path) not in error.message + error.plugin_traceback
@@ -506,8 +511,6 @@ def test_exception_in_activate(runtime, plugins_dir, tmp_path):
             # a second attempt fails the same way
             again = await host.activate(pid)
             assert again.state is PluginState.FAILED and again.error.line == error.line
-        finally:
-            await host.close()
 
     run(main)
 
@@ -518,19 +521,11 @@ def test_exception_at_load(runtime, plugins_dir, tmp_path):
     install(plugins_dir, "healthy", runtime)
 
     async def main():
-        host = await start(plugins_dir, tmp_path / "host.db")
-        try:
-            record = await host.activate(pid)
-            assert record.state is PluginState.FAILED
-            error = record.error
-            assert isinstance(error, PluginError) and error.code == "E_PLUGIN"
-            assert error.plugin_id == pid
-            assert error.file == display_file(pid, runtime)
-            assert error.line == marked_line("exception_at_load", runtime)
+        async with running_host(plugins_dir, tmp_path / "host.db") as host:
+            error = (await failed_activation(host, pid)).error
+            assert_error(error, PluginError, "E_PLUGIN", pid, runtime, marked_in="exception_at_load")
             assert "top level failed: retries=3" in error.message
             await activate_healthy_neighbour(host)
-        finally:
-            await host.close()
 
     run(main)
 
@@ -542,19 +537,11 @@ def test_syntax_error(runtime, plugins_dir, tmp_path, caplog):
     caplog.set_level(logging.DEBUG, logger="hostrt.plugins")
 
     async def main():
-        host = await start(plugins_dir, tmp_path / "host.db")
-        try:
-            record = await host.activate(pid)
-            assert record.state is PluginState.FAILED
-            error = record.error
-            assert isinstance(error, PluginCompileError) and error.code == "E_COMPILE"
-            assert error.plugin_id == pid
-            assert error.file == display_file(pid, runtime)
-            assert error.line == marked_line("syntax_error", runtime)
+        async with running_host(plugins_dir, tmp_path / "host.db") as host:
+            error = (await failed_activation(host, pid)).error
+            assert_error(error, PluginCompileError, "E_COMPILE", pid, runtime, marked_in="syntax_error")
             assert "SyntaxError" in error.message
             await activate_healthy_neighbour(host)
-        finally:
-            await host.close()
 
     run(main)
     # none of the plugin ran
@@ -566,17 +553,11 @@ def test_missing_activate(runtime, plugins_dir, tmp_path):
     pid = install(plugins_dir, "missing_activate", runtime)
 
     async def main():
-        host = await start(plugins_dir, tmp_path / "host.db")
-        try:
-            record = await host.activate(pid)
-            assert record.state is PluginState.FAILED
-            error = record.error
-            assert isinstance(error, PluginError) and error.code == "E_PLUGIN"
-            assert error.plugin_id == pid and error.file == display_file(pid, runtime)
-            assert "activate(ctx)" in error.message
+        async with running_host(plugins_dir, tmp_path / "host.db") as host:
+            record = await failed_activation(host, pid)
+            assert_error(record.error, PluginError, "E_PLUGIN", pid, runtime)
+            assert "activate(ctx)" in record.error.message
             assert record._loaded is None
-        finally:
-            await host.close()
 
     run(main)
 
@@ -588,17 +569,10 @@ def test_runaway_recursion(runtime, plugins_dir, tmp_path):
     install(plugins_dir, "healthy", runtime)
 
     async def main():
-        host = await start(plugins_dir, tmp_path / "host.db")
-        try:
-            record = await host.activate(pid)
-            assert record.state is PluginState.FAILED
-            error = record.error
-            assert error.plugin_id == pid and error.file == display_file(pid, runtime)
-            assert error.line == marked_line("runaway_recursion", runtime)
-            assert isinstance(error, ResourceLimitError) and error.code == "E_LIMIT", error
+        async with running_host(plugins_dir, tmp_path / "host.db") as host:
+            error = (await failed_activation(host, pid)).error
+            assert_error(error, ResourceLimitError, "E_LIMIT", pid, runtime, marked_in="runaway_recursion")
             await activate_healthy_neighbour(host)
-        finally:
-            await host.close()
 
     run(main)
 
@@ -617,20 +591,14 @@ def test_timeout_in_activate(runtime, plugins_dir, tmp_path):
     install(plugins_dir, "healthy", runtime)
 
     async def main():
-        host = await start(plugins_dir, tmp_path / "host.db")
-        try:
+        async with running_host(plugins_dir, tmp_path / "host.db") as host:
             started = time.monotonic()
-            record = await host.activate(pid)
+            record = await failed_activation(host, pid)
             elapsed = time.monotonic() - started
-            assert record.state is PluginState.FAILED
-            error = record.error
-            assert isinstance(error, BudgetExceededError) and error.code == "E_TIMEOUT"
-            assert error.plugin_id == pid and error.file == display_file(pid, runtime)
+            assert_error(record.error, BudgetExceededError, "E_TIMEOUT", pid, runtime)
             assert elapsed < 0.2 + TIMEOUT_MARGIN_S, elapsed
             assert record._loaded is None
             await activate_healthy_neighbour(host)
-        finally:
-            await host.close()
 
     run(main)
 
@@ -642,15 +610,12 @@ def test_timeout_names_the_line(runtime, plugins_dir, tmp_path):
     pid = install(plugins_dir, "activate_timeout", runtime)
 
     async def main():
-        host = await start(plugins_dir, tmp_path / "host.db")
-        try:
+        async with running_host(plugins_dir, tmp_path / "host.db") as host:
             error = (await host.activate(pid)).error
             assert isinstance(error, BudgetExceededError) and error.file == display_file(pid, runtime)
             first = marked_line("activate_timeout", runtime, "conformance: spin begins")
             last = marked_line("activate_timeout", runtime, "conformance: spin ends")
             assert error.line is not None and first <= error.line <= last, (error.line, first, last)
-        finally:
-            await host.close()
 
     run(main)
 
@@ -666,8 +631,7 @@ def test_timeout_in_an_export_stops_the_plugin(runtime, plugins_dir, tmp_path):
     install(plugins_dir, "healthy", runtime)
 
     async def main():
-        host = await start(plugins_dir, tmp_path / "host.db")
-        try:
+        async with running_host(plugins_dir, tmp_path / "host.db") as host:
             record = await host.activate(pid)
             assert record.state is PluginState.ACTIVE, record.error
             code = loaded(host, pid)
@@ -677,8 +641,7 @@ def test_timeout_in_an_export_stops_the_plugin(runtime, plugins_dir, tmp_path):
             with pytest.raises(BudgetExceededError) as timed_out:
                 await code.call_export("spin")
             elapsed = time.monotonic() - started
-            assert timed_out.value.code == "E_TIMEOUT" and timed_out.value.plugin_id == pid
-            assert timed_out.value.file == display_file(pid, runtime)
+            assert_error(timed_out.value, BudgetExceededError, "E_TIMEOUT", pid, runtime)
             assert elapsed < 0.2 + TIMEOUT_MARGIN_S, elapsed
 
             # stopped: none of its code runs any more
@@ -688,8 +651,6 @@ def test_timeout_in_an_export_stops_the_plugin(runtime, plugins_dir, tmp_path):
             await eventually(lambda: record.state is PluginState.FAILED)
             assert record.error.code == "E_TIMEOUT" and record._loaded is None
             await activate_healthy_neighbour(host)
-        finally:
-            await host.close()
 
     run(main)
 
@@ -700,22 +661,18 @@ def test_timeout_in_deactivate(runtime, plugins_dir, tmp_path):
     install(plugins_dir, "healthy", runtime)
 
     async def main():
-        host = await start(plugins_dir, tmp_path / "host.db")
-        try:
+        async with running_host(plugins_dir, tmp_path / "host.db") as host:
             assert (await host.activate(pid)).state is PluginState.ACTIVE
             started = time.monotonic()
             record = await host.deactivate(pid)
             elapsed = time.monotonic() - started
             assert record.state is PluginState.INACTIVE and record._loaded is None
             error = record.error
-            assert isinstance(error, BudgetExceededError) and error.code == "E_TIMEOUT"
-            assert error.plugin_id == pid and error.file == display_file(pid, runtime)
+            assert_error(error, BudgetExceededError, "E_TIMEOUT", pid, runtime)
             assert elapsed < 0.2 + TIMEOUT_MARGIN_S, elapsed
             # one failure is reported as one error, not as several
             assert "errors during deactivate" not in error.message, error.message
             await activate_healthy_neighbour(host)
-        finally:
-            await host.close()
 
     run(main)
 
@@ -729,8 +686,7 @@ def test_deactivate_disposes_subscriptions(runtime, plugins_dir, tmp_path):
     pid = install(plugins_dir, "subscriptions", runtime)
 
     async def main():
-        host = await start(plugins_dir, tmp_path / "host.db")
-        try:
+        async with running_host(plugins_dir, tmp_path / "host.db") as host:
             assert (await host.activate(pid)).state is PluginState.ACTIVE
             assert stored(host, pid) == {}  # nothing disposed yet
             record = await host.deactivate(pid)
@@ -741,8 +697,6 @@ def test_deactivate_disposes_subscriptions(runtime, plugins_dir, tmp_path):
             assert stored(host, pid) == {
                 "order": ["deactivate", "added by deactivate", "third", "second", "first"],
             }
-        finally:
-            await host.close()
 
     run(main)
 
@@ -752,21 +706,16 @@ def test_failing_disposer_does_not_stop_the_others(runtime, plugins_dir, tmp_pat
     pid = install(plugins_dir, "failing_disposer", runtime)
 
     async def main():
-        host = await start(plugins_dir, tmp_path / "host.db")
-        try:
+        async with running_host(plugins_dir, tmp_path / "host.db") as host:
             assert (await host.activate(pid)).state is PluginState.ACTIVE
             record = await host.deactivate(pid)
             assert record.state is PluginState.INACTIVE
             assert stored(host, pid) == {"order": ["third", "second", "first"]}
             error = record.error
-            assert isinstance(error, PluginError) and error.plugin_id == pid
+            assert_error(error, PluginError, None, pid, runtime, marked_in="failing_disposer")
             assert "disposer failed on purpose" in error.message
-            assert error.file == display_file(pid, runtime)
-            assert error.line == marked_line("failing_disposer", runtime)
             # it can be activated again
             assert (await host.activate(pid)).state is PluginState.ACTIVE
-        finally:
-            await host.close()
 
     run(main)
 
@@ -781,11 +730,8 @@ def test_log_routing(runtime, plugins_dir, tmp_path, caplog):
     caplog.set_level(logging.DEBUG, logger="hostrt.plugins")
 
     async def main():
-        host = await start(plugins_dir, tmp_path / "host.db")
-        try:
+        async with running_host(plugins_dir, tmp_path / "host.db") as host:
             assert (await host.activate(pid)).state is PluginState.ACTIVE
-        finally:
-            await host.close()
 
     run(main)
     # dots in the id are written as "_" in the logger name
@@ -809,8 +755,7 @@ def test_exported_functions(runtime, plugins_dir, tmp_path):
     pid = install(plugins_dir, "exports", runtime)
 
     async def main():
-        host = await start(plugins_dir, tmp_path / "host.db")
-        try:
+        async with running_host(plugins_dir, tmp_path / "host.db") as host:
             assert (await host.activate(pid)).state is PluginState.ACTIVE
             args = [{"a": [1, {"b": None}]}, "h\u00e9 \U0001f600", 3.5, True, None]
             assert await call(host, pid, "echo", *args) == {"args": args, "calls": 1}
@@ -856,7 +801,5 @@ def test_exported_functions(runtime, plugins_dir, tmp_path):
             assert (await host.deactivate(pid)).state is PluginState.INACTIVE
             assert (await host.activate(pid)).state is PluginState.ACTIVE
             assert await call(host, pid, "echo") == {"args": [], "calls": 1}
-        finally:
-            await host.close()
 
     run(main)

@@ -312,6 +312,18 @@ class Arena:
         rows = self.rows("attacker")
         assert rows["kv"] == [] and rows["settings"] == [], rows
 
+    async def assert_others_unharmed(self, *, no_attacker_rows: bool = True, fresh: bool = True) -> None:
+        """What every attack must leave as it was: the victim's rows and
+        every grant (and, with ``no_attacker_rows``, the attacker has no
+        rows), the victim answering and, with ``fresh``, a fresh plugin
+        activating."""
+        self.assert_untouched()
+        if no_attacker_rows:
+            self.assert_attacker_has_no_rows()
+        await self.victim_works()
+        if fresh:
+            await self.fresh_works()
+
 
 class Ticker:
     """Measures the longest time the event loop went without getting to a
@@ -403,6 +415,13 @@ async def cpu_seconds(during: float) -> float:
     await asyncio.sleep(during)
     after = os.times()
     return (after.user - before.user) + (after.system - before.system)
+
+
+async def assert_nothing_left_running(ticker: Ticker) -> None:
+    """The host's event loop kept its pace while the plugin misbehaved, and
+    none of the plugin's code runs any more."""
+    assert ticker.max_gap < LOOP_GAP_S
+    assert await cpu_seconds(0.2) < 0.1
 
 
 PYTHON_NAMES = (
@@ -762,10 +781,7 @@ def test_plugin_source_cannot_take_the_place_of_the_pump(tmp_path: Path, spy: Sp
                 assert await arena.call("poke") == "E_CAPABILITY"
             assert [(c.op, c.args, c.ok) for c in spy.of("attacker")] == (
                 [] if expected == "failed" else [("storage.set", ["poked", 1], False)])
-            arena.assert_untouched()
-            arena.assert_attacker_has_no_rows()
-            await arena.victim_works()
-            await arena.fresh_works()
+            await arena.assert_others_unharmed()
 
     run(main())
 
@@ -805,9 +821,7 @@ def test_pump_cannot_be_replaced_at_run_time(tmp_path: Path, spy: Spy) -> None:
             ]
             assert await arena.call("poke") == "E_CAPABILITY"
             assert [(c.op, c.args, c.ok) for c in spy.of("attacker")] == [("storage.set", ["poked", 1], False)]
-            arena.assert_untouched()
-            arena.assert_attacker_has_no_rows()
-            await arena.victim_works()
+            await arena.assert_others_unharmed(fresh=False)
 
     run(main())
 
@@ -874,9 +888,7 @@ def test_forged_inbound_messages_fool_only_the_plugin(tmp_path: Path, spy: Spy) 
             assert await arena.call("after") == "E_STATE plugin 'attacker' is not active"
             assert [(c.op, c.args, c.ok) for c in spy.of("attacker")] == [("storage.set", ["k", 1], False)]
             assert arena.attacker.state is PluginState.ACTIVE
-            arena.assert_untouched()
-            arena.assert_attacker_has_no_rows()
-            await arena.victim_works()
+            await arena.assert_others_unharmed(fresh=False)
             record = await arena.host.deactivate("attacker")
             assert record.state is PluginState.INACTIVE
             await arena.fresh_works()
@@ -902,9 +914,7 @@ def test_pump_fed_a_huge_length_stops_only_the_plugin_in_time(tmp_path: Path) ->
             assert failed_at - started < TIMEOUT_S + SLACK_S
             assert arena.attacker.error.code in ("E_TIMEOUT", "E_LIMIT")
             assert ticker.max_gap < LOOP_GAP_S
-            arena.assert_untouched()
-            await arena.victim_works()
-            await arena.fresh_works()
+            await arena.assert_others_unharmed(no_attacker_rows=False)
 
     run(main())
 
@@ -966,10 +976,7 @@ def test_timers_with_absurd_delays_and_too_many_timers(tmp_path: Path, spy: Spy,
             await asyncio.sleep(0.05)  # a window in which a leftover 1 ms interval would fire
             assert ticking() == ticks
             assert spy.of("attacker") == []
-            arena.assert_untouched()
-            arena.assert_attacker_has_no_rows()
-            await arena.victim_works()
-            await arena.fresh_works()
+            await arena.assert_others_unharmed()
 
     with caplog.at_level(logging.INFO, logger="hostrt.plugins.attacker"):
         run(main())
@@ -1062,10 +1069,7 @@ def test_oversized_and_excessive_messages_are_refused_in_the_plugin(tmp_path: Pa
             assert arena.attacker.state is PluginState.ACTIVE
             calls = spy.of("attacker")
             assert len(calls) == 10001 and not any(c.ok for c in calls)
-            arena.assert_untouched()
-            arena.assert_attacker_has_no_rows()
-            await arena.victim_works()
-            await arena.fresh_works()
+            await arena.assert_others_unharmed()
 
     with caplog.at_level(logging.DEBUG, logger="hostrt"):
         run(main())
@@ -1218,13 +1222,9 @@ def test_values_that_run_forever_fail_only_their_plugin_in_time(tmp_path: Path, 
                     await arena.call("send")
                 assert time.monotonic() - started < TIMEOUT_S + SLACK_S
                 await arena.wait_failed(SLACK_S)
-            assert ticker.max_gap < LOOP_GAP_S
             assert arena.attacker.error.code == "E_TIMEOUT"
-            assert await cpu_seconds(0.2) < 0.1
-            arena.assert_untouched()
-            arena.assert_attacker_has_no_rows()
-            await arena.victim_works()
-            await arena.fresh_works()
+            await assert_nothing_left_running(ticker)
+            await arena.assert_others_unharmed()
 
     run(main())
 
@@ -1325,8 +1325,7 @@ def test_refusals_seen_by_javascript_carry_no_host_details(tmp_path: Path) -> No
             assert set(frames["files"]) <= {"attacker/plugin.js", "hostrt/bootstrap.js", "<anonymous>", "undefined", "null"}
             # Only the plugin's own (sloppy-mode) functions are handed over.
             assert set(frames["functions"]) <= {"frames", "this of frames"}
-            arena.assert_untouched()
-            await arena.victim_works()
+            await arena.assert_others_unharmed(no_attacker_rows=False, fresh=False)
 
     run(main())
 
@@ -1421,10 +1420,7 @@ def test_array_buffer_memory_past_the_limit_is_refused(tmp_path: Path, expr: str
             assert arena.attacker.state is PluginState.ACTIVE
             assert peak.growth < RSS_BOUND, peak.growth
             assert ticker.max_gap < LOOP_GAP_S
-            arena.assert_untouched()
-            arena.assert_attacker_has_no_rows()
-            await arena.victim_works()
-            await arena.fresh_works()
+            await arena.assert_others_unharmed()
 
     run(main())
 
@@ -1490,10 +1486,7 @@ def test_heap_bombs_stop_only_their_plugin(tmp_path: Path, bomb: str, ending: st
             assert_no_host_details(str(error), tmp_path)
             assert peak.growth < RSS_BOUND, peak.growth
             assert ticker.max_gap < LOOP_GAP_S
-            arena.assert_untouched()
-            arena.assert_attacker_has_no_rows()
-            await arena.victim_works()
-            await arena.fresh_works()
+            await arena.assert_others_unharmed()
 
     run(main())
 
@@ -1565,12 +1558,8 @@ def test_runaway_activate_stops_only_the_plugin_in_time(tmp_path: Path, spy: Spy
             assert ended - spy.activating["attacker"] < TIMEOUT_S + SLACK_S
             assert record.error.code == "E_TIMEOUT", record.error
             assert record.error.file == "attacker/plugin.js"
-            assert ticker.max_gap < LOOP_GAP_S
-            assert await cpu_seconds(0.2) < 0.1  # nothing left running
-            arena.assert_untouched()
-            arena.assert_attacker_has_no_rows()
-            await arena.victim_works()
-            await arena.fresh_works()
+            await assert_nothing_left_running(ticker)
+            await arena.assert_others_unharmed()
 
     run(main())
 
@@ -1596,13 +1585,26 @@ def test_runaway_top_level_stops_only_the_plugin_in_time(tmp_path: Path, code: s
             assert record.state is PluginState.FAILED
             assert elapsed < TIMEOUT_S + SLACK_S + LOAD_S
             assert record.error.code == "E_TIMEOUT", record.error
-            assert ticker.max_gap < LOOP_GAP_S
-            assert await cpu_seconds(0.2) < 0.1
-            arena.assert_untouched()
-            await arena.victim_works()
-            await arena.fresh_works()
+            await assert_nothing_left_running(ticker)
+            await arena.assert_others_unharmed(no_attacker_rows=False)
 
     run(main())
+
+
+async def runaway_export_times_out(arena: Arena, export: str, returned: str, delay: float = 0.0) -> Ticker:
+    """Activate the attacker and call ``export``, which returns ``returned``
+    (or runs out of time itself) and leaves code that never finishes, due
+    ``delay`` seconds later: the host marks the attacker failed, E_TIMEOUT,
+    within its time limit of that. The ticker ran throughout."""
+    assert (await arena.activate()).state is PluginState.ACTIVE
+    async with Ticker() as ticker:
+        started = time.monotonic()
+        outcome = await arena.outcome(export)
+        assert outcome == returned or isinstance(outcome, BudgetExceededError), outcome
+        failed_at = await arena.wait_failed(delay + TIMEOUT_S + SLACK_S + 0.5)
+    assert failed_at - started < delay + TIMEOUT_S + SLACK_S
+    assert arena.attacker.error.code == "E_TIMEOUT", arena.attacker.error
+    return ticker
 
 
 RUNAWAY_LATER = {
@@ -1624,20 +1626,9 @@ def test_runaway_code_after_activation_stops_only_the_plugin_in_time(tmp_path: P
 
     async def main() -> None:
         async with Arena(tmp_path, source, grants=("settings.read",)) as arena:
-            assert (await arena.activate()).state is PluginState.ACTIVE
-            async with Ticker() as ticker:
-                started = time.monotonic()
-                armed = await arena.outcome("arm")
-                assert armed == "armed" or isinstance(armed, BudgetExceededError), armed
-                failed_at = await arena.wait_failed(delay + TIMEOUT_S + SLACK_S + 0.5)
-            assert failed_at - started < delay + TIMEOUT_S + SLACK_S
-            assert arena.attacker.error.code == "E_TIMEOUT", arena.attacker.error
-            assert ticker.max_gap < LOOP_GAP_S
-            assert await cpu_seconds(0.2) < 0.1
-            arena.assert_untouched()
-            arena.assert_attacker_has_no_rows()
-            await arena.victim_works()
-            await arena.fresh_works()
+            ticker = await runaway_export_times_out(arena, "arm", "armed", delay)
+            await assert_nothing_left_running(ticker)
+            await arena.assert_others_unharmed()
 
     run(main())
 
@@ -1657,19 +1648,9 @@ def test_runaway_export_stops_only_the_plugin_in_time(tmp_path: Path, body: str)
 
     async def main() -> None:
         async with Arena(tmp_path, source) as arena:
-            assert (await arena.activate()).state is PluginState.ACTIVE
-            async with Ticker() as ticker:
-                started = time.monotonic()
-                outcome = await arena.outcome("run")
-                assert outcome == "returned" or isinstance(outcome, BudgetExceededError), outcome
-                failed_at = await arena.wait_failed(TIMEOUT_S + SLACK_S + 0.5)
-            assert failed_at - started < TIMEOUT_S + SLACK_S
-            assert arena.attacker.error.code == "E_TIMEOUT"
-            assert ticker.max_gap < LOOP_GAP_S
-            assert await cpu_seconds(0.2) < 0.1
-            arena.assert_untouched()
-            await arena.victim_works()
-            await arena.fresh_works()
+            ticker = await runaway_export_times_out(arena, "run", "returned")
+            await assert_nothing_left_running(ticker)
+            await arena.assert_others_unharmed(no_attacker_rows=False)
 
     run(main())
 
@@ -1698,11 +1679,8 @@ def test_runaway_deactivate_still_unloads_the_plugin_in_time(tmp_path: Path, exp
             assert record.state is PluginState.INACTIVE
             assert record.error is not None and record.error.code in ("E_TIMEOUT", "E_LIMIT"), record.error
             assert elapsed < TIMEOUT_S + SLACK_S
-            assert ticker.max_gap < LOOP_GAP_S
-            assert await cpu_seconds(0.2) < 0.1
-            arena.assert_untouched()
-            await arena.victim_works()
-            await arena.fresh_works()
+            await assert_nothing_left_running(ticker)
+            await arena.assert_others_unharmed(no_attacker_rows=False)
 
     run(main())
 
@@ -1735,9 +1713,7 @@ def test_odd_throws_fail_activation_at_once_with_a_description(tmp_path: Path, s
             if reason is not None:
                 assert record.error.reason == reason
             assert_no_host_details(str(record.error), tmp_path)
-            arena.assert_untouched()
-            await arena.victim_works()
-            await arena.fresh_works()
+            await arena.assert_others_unharmed(no_attacker_rows=False)
 
     run(main())
 
@@ -1942,8 +1918,7 @@ def test_a_batch_of_host_calls_does_not_block_the_event_loop(tmp_path: Path, dis
                     assert time.monotonic() < deadline and arena.attacker.state is PluginState.ACTIVE
                     await asyncio.sleep(0.01)
             assert len(arena.rows("attacker")["kv"]) == 21000
-            arena.assert_untouched()
-            await arena.victim_works()
+            await arena.assert_others_unharmed(no_attacker_rows=False, fresh=False)
             assert ticker.max_gap < 0.25, f"the host's event loop stood still for {ticker.max_gap:.2f} s"
 
     run(main())
