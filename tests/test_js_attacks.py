@@ -50,6 +50,7 @@ from hostrt.context import ActivationContext
 from hostrt.errors import BudgetExceededError, HostrtError, PluginError
 from hostrt.host import HostPolicy
 from hostrt.runtimes.js import LoadedJavaScriptPlugin
+from hostrt.runtimes.js_channel import RawJSON
 
 from conftest import finishes
 
@@ -193,7 +194,9 @@ def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
             record.calls.append(HostCall(plugin, op, copy.deepcopy(args), False,
                                          {"code": "internal", "message": type(exc).__name__}))
             raise
-        record.calls.append(HostCall(plugin, op, copy.deepcopy(args), True, copy.deepcopy(value)))
+        # storage.get answers with the stored JSON text as it is.
+        answer = json.loads(value.text) if isinstance(value, RawJSON) else copy.deepcopy(value)
+        record.calls.append(HostCall(plugin, op, copy.deepcopy(args), True, answer))
         return value
 
     async def timed_activate(self: LoadedJavaScriptPlugin, ctx: ActivationContext) -> None:
