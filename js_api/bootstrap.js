@@ -609,8 +609,10 @@
   const runEntry = (entryId, fn, done) => {
     const report = done || ((ok, value) => finish(entryId, ok, value));
     let result;
-    try { result = fn(); } catch (e) { report(false, e); return; }
-    if (!isThenable(result)) { report(true, result); return; }
+    let thenable;
+    // Reading `then` runs plugin code (a getter, a Proxy trap) that may throw.
+    try { result = fn(); thenable = isThenable(result); } catch (e) { report(false, e); return; }
+    if (!thenable) { report(true, result); return; }
     try {
       then(PromiseCtor.resolve(result), (v) => report(true, v), (e) => report(false, e));
     } catch (e) { report(false, e); }

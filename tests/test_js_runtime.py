@@ -680,3 +680,23 @@ def test_arrays_v8_would_build_in_one_step_are_refused_and_the_host_survives(tmp
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout.strip().splitlines()[-1]) == ["RangeError"] * len(ONE_STEP_ARRAYS)
+
+
+def test_a_result_whose_then_cannot_be_read_fails_at_once(tmp_path: Path) -> None:
+    source = """
+        module.exports = { activate() {}, odd() {
+            const p = Proxy.revocable({}, {}); p.revoke(); return p.proxy;
+        }, getter() { return { get then() { throw new Error("no then for you"); } }; } };
+    """
+    async def go() -> list[tuple[str, float]]:
+        out = []
+        async with active(tmp_path, source, timeout_ms=2000) as (plugin, _gate):
+            for name in ("odd", "getter"):
+                start = time.monotonic()
+                with pytest.raises(PluginError) as info:
+                    await plugin.call_export(name)
+                out.append((info.value.reason, time.monotonic() - start))
+        return out
+    (revoked, t1), (getter, t2) = run(go())
+    assert revoked.startswith("odd(): TypeError") and t1 < 0.5
+    assert getter == "getter(): Error: no then for you" and t2 < 0.5
