@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,11 @@ from .store import Store
 MAX_LOG_MESSAGE = 8192
 #: The largest structured ``fields`` object on one log call, as compact JSON.
 MAX_LOG_FIELDS_BYTES = 8192
+#: Log records a plugin may write per second on average, and in one burst;
+#: past that, records are dropped and counted, so one chatty (or hostile)
+#: plugin cannot flood the host's log handlers.
+LOG_RECORDS_PER_SECOND = 200
+LOG_RECORDS_BURST = 1000
 LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -120,6 +126,7 @@ class ActivationContext:
         self._settings = SettingsSchema(settings_schema)
         self._limits = limits or ContextLimits()
         self._disposers: list[Callable[[], None]] = []
+        self._log_budget = _LogBudget(LOG_RECORDS_PER_SECOND, LOG_RECORDS_BURST)
         self._lock = threading.Lock()
         self._closed = False
 
@@ -158,6 +165,12 @@ class ActivationContext:
         handlers as ``record.plugin_fields``.
         """
         self._enter(None)
+        if not self._log_budget.take():
+            return
+        dropped = self._log_budget.take_dropped()
+        if dropped:
+            write_plugin_log(self._id, "warn", f"{dropped} log records dropped: the plugin logged faster than "
+                             f"{LOG_RECORDS_PER_SECOND} per second")
         write_plugin_log(self._id, level, message, fields)
 
     # -- storage ------------------------------------------------------------
@@ -247,6 +260,36 @@ class ActivationContext:
         """Dispose everything and refuse every later call."""
         self._closed = True
         self.dispose_all()
+
+
+class _LogBudget:
+    """A token bucket: ``take()`` is False once the plugin logged more than
+    ``burst`` records, refilled at ``rate`` per second; refusals are counted
+    and reported by the next record that gets through."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self._rate = rate
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+        self._dropped = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
+            self._stamp = now
+            if self._tokens < 1:
+                self._dropped += 1
+                return False
+            self._tokens -= 1
+            return True
+
+    def take_dropped(self) -> int:
+        with self._lock:
+            dropped, self._dropped = self._dropped, 0
+            return dropped
 
 
 def _encode(value: Any, what: str, error: type[HostrtError], max_bytes: int, *, path: str = "$") -> str:

@@ -270,3 +270,25 @@ def test_settings_sizes_are_bounded(store, grants):
     with pytest.raises(SettingsError, match="would exceed"):
         ctx.settings_set("k9", "y" * 60000)
     assert sorted(store.settings_get_all("alpha")) == ["k0", "k1", "k2", "k3"]
+
+
+def test_a_plugin_that_logs_too_fast_has_records_dropped_and_counted(store, caplog):
+    import logging as _logging
+
+    from conftest import RecordingGate
+    from hostrt import context as context_module
+
+    caplog.set_level(_logging.INFO, logger="hostrt.plugins")
+    gate = RecordingGate("chatty", store)
+    for i in range(context_module.LOG_RECORDS_BURST + 500):
+        gate.log("info", f"line {i}")
+    written = [r.getMessage() for r in caplog.records if r.name == "hostrt.plugins.chatty"]
+    # The burst gets through; the rest (beyond what refilled meanwhile) is dropped.
+    assert context_module.LOG_RECORDS_BURST <= len(written) < context_module.LOG_RECORDS_BURST + 100
+    assert written[:3] == ["line 0", "line 1", "line 2"]
+    gate._log_budget._tokens = 5.0  # time passes
+    gate.log("info", "after a pause")
+    tail = [r.getMessage() for r in caplog.records if r.name == "hostrt.plugins.chatty"][-2:]
+    assert tail[0].endswith("log records dropped: the plugin logged faster than "
+                            f"{context_module.LOG_RECORDS_PER_SECOND} per second")
+    assert tail[1] == "after a pause"
