@@ -66,6 +66,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from py_mini_racer import MiniRacer, mini_racer  # noqa: E402
 
+from bench.units import fmt_time  # noqa: E402
 from hostrt.capabilities import Capability  # noqa: E402
 from hostrt.context import ActivationContext  # noqa: E402
 from hostrt.grants import GrantManager  # noqa: E402
@@ -135,14 +136,6 @@ def p95(values: list[float]) -> float:
     """Nearest-rank 95th percentile."""
     ordered = sorted(values)
     return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-
-
-def fmt_time(seconds: float) -> str:
-    if seconds >= 0.1:
-        return f"{seconds * 1000:.1f} ms"
-    if seconds >= 1e-4:
-        return f"{seconds * 1000:.3f} ms"
-    return f"{seconds * 1e6:.1f} us"
 
 
 def fmt_mb(mb: float) -> str:

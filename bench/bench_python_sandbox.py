@@ -25,6 +25,7 @@ from typing import Any, Awaitable, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.units import fmt_time  # noqa: E402
 from hostrt.capabilities import Capability  # noqa: E402
 from hostrt.context import ActivationContext  # noqa: E402
 from hostrt.grants import GrantManager  # noqa: E402
@@ -152,14 +153,6 @@ class Row:
         if self.target is None:
             return "INFO"
         return "OK" if self.ratio <= self.target else "OVER"
-
-
-def fmt_time(seconds: float) -> str:
-    if seconds >= 0.1:
-        return f"{seconds * 1000:8.1f} ms"
-    if seconds >= 1e-4:
-        return f"{seconds * 1000:8.3f} ms"
-    return f"{seconds * 1e6:8.2f} us"
 
 
 async def code_case(root: Path, runtime: PythonRuntime, case: str, source: str, target: float) -> Row:
