@@ -79,7 +79,6 @@
   const MathTrunc = Math.trunc;
   const MathFloor = Math.floor;
   const ArrayBufferCtor = ArrayBuffer;
-  const isView = ArrayBuffer.isView;
   const byteLengthOf = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "byteLength").get;
   const TypedArrayProto = Object.getPrototypeOf(Uint8Array.prototype);
   const typedLength = Object.getOwnPropertyDescriptor(TypedArrayProto, "length").get;
@@ -111,15 +110,16 @@
       [name](...args) {
         if (before) before(this, args, what);
         const result = ReflectApply(original, this, args);
-        if (result instanceof ArrayBufferCtor) track(result, what);
-        else if (result !== null && typeof result === "object" && ReflectApply(isView, ArrayBufferCtor, [result])) {
-          track(isTyped(result) ? ReflectApply(typedBuffer, result, []) : result.buffer, what);
-        }
+        // Brand checks, not instanceof: a plugin can give the constructor a
+        // Symbol.hasInstance that answers false.
+        if (isBuffer(result)) track(result, what);
+        else if (isTyped(result)) track(ReflectApply(typedBuffer, result, []), what);
         return result;
       },
     }[name];
   };
   const isTyped = (v) => { try { ReflectApply(typedLength, v, []); return true; } catch (_) { return false; } };
+  const isBuffer = (v) => { try { ReflectApply(byteLengthOf, v, []); return true; } catch (_) { return false; } };
   // An array-like or iterable source of a new typed array, copied into a
   // plain array element by element, charging as it goes: its length is
   // read once (a getter cannot answer 0 to us and 2**31 to V8), and the
@@ -161,10 +161,10 @@
           // answer (not instanceof, whose Symbol.hasInstance a plugin may
           // define), and V8 is handed values it will not read a second time.
           let kind = "list";
-          try { ReflectApply(byteLengthOf, first, []); kind = "buffer"; } catch (_) {}
-          if (kind === "list") {
-            try { reserve(ReflectApply(typedLength, first, []) * bytesPerElement, what); kind = "typed"; }
-            catch (e) { if (e instanceof RangeErrorCtor) throw e; }
+          if (isBuffer(first)) kind = "buffer";
+          else if (isTyped(first)) {
+            reserve(ReflectApply(typedLength, first, []) * bytesPerElement, what);
+            kind = "typed";
           }
           if (kind === "list") args = [copySource(first, bytesPerElement, what)];
         }

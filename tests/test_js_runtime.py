@@ -700,3 +700,21 @@ def test_a_result_whose_then_cannot_be_read_fails_at_once(tmp_path: Path) -> Non
     (revoked, t1), (getter, t2) = run(go())
     assert revoked.startswith("odd(): TypeError") and t1 < 0.5
     assert getter == "getter(): Error: no then for you" and t2 < 0.5
+
+
+def test_a_forged_has_instance_does_not_hide_buffers_from_the_accounting(tmp_path: Path) -> None:
+    source = """
+        const keep = [];
+        module.exports = { activate() {}, grab() {
+            for (const C of [ArrayBuffer, Uint8Array, Object.getPrototypeOf(Uint8Array)]) {
+                Object.defineProperty(C, Symbol.hasInstance, { value: () => false });
+            }
+            const buf = new ArrayBuffer(4 * 1024 * 1024);
+            try { for (let i = 0; i < 20; i++) keep.push(buf.slice(0)); return "kept " + keep.length; }
+            catch (e) { return e.name + " after " + keep.length; }
+        } };
+    """
+    async def go() -> Any:
+        async with active(tmp_path, source, memory_mb=16) as (plugin, _gate):
+            return await plugin.call_export("grab")
+    assert run(go()) == "RangeError after 3"  # 4 MiB + 3 copies of it fill 16 MiB
