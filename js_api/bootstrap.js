@@ -265,10 +265,27 @@
   const originalArrayFrom = Array.from;
   Array.from = {
     from(items, ...rest) {
-      if (items !== null && items !== undefined && typeof items[SymbolIterator] !== "function") {
-        const length = toLength(items.length);
-        if (length > maxElements) throw tooMany("Array.from()", length);
-        items = copyOf(items, length);
+      // V8 gets a plain array built here, in JavaScript (which the time and
+      // heap limits interrupt): Symbol.iterator and length are each read
+      // once, so a getter cannot answer one thing to this check and another
+      // to V8.
+      if (items !== null && items !== undefined) {
+        const iterate = items[SymbolIterator];
+        if (typeof iterate === "function") {
+          const it = ReflectApply(iterate, items, []);
+          const list = [];
+          for (;;) {
+            const step = it.next();
+            if (step.done) break;
+            if (list.length >= maxElements) throw tooMany("Array.from()", list.length + 1);
+            list[list.length] = step.value;
+          }
+          items = list;
+        } else {
+          const length = toLength(items.length);
+          if (length > maxElements) throw tooMany("Array.from()", length);
+          items = copyOf(items, length);
+        }
       }
       return ReflectApply(originalArrayFrom, this, [items, ...rest]);
     },

@@ -718,3 +718,20 @@ def test_a_forged_has_instance_does_not_hide_buffers_from_the_accounting(tmp_pat
         async with active(tmp_path, source, memory_mb=16) as (plugin, _gate):
             return await plugin.call_export("grab")
     assert run(go()) == "RangeError after 3"  # 4 MiB + 3 copies of it fill 16 MiB
+
+
+def test_array_from_reads_a_source_once(tmp_path: Path) -> None:
+    # Symbol.iterator answers a function to the first read and nothing to
+    # the next, with a huge length behind it: V8 must never see the second.
+    source = """
+        module.exports = { activate() {}, probe() {
+            let reads = 0;
+            const sneaky = { get [Symbol.iterator]() { reads++; return reads === 1 ? function* () { yield 1; } : undefined; },
+                             length: 2 ** 31 };
+            return [Array.from(sneaky), Array.from(new Set([1, 2]), (x) => x * 2), Array.from({length: 2, 0: "a", 1: "b"})];
+        } };
+    """
+    async def go() -> Any:
+        async with active(tmp_path, source) as (plugin, _gate):
+            return await plugin.call_export("probe")
+    assert run(go()) == [[1], [2, 4], ["a", "b"]]
