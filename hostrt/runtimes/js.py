@@ -110,7 +110,6 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
             display_file=source.display_file,
             timeout_s=self._timeout_s,
             limits=self._limits,
-            describe_error=self._describe,
         )
         await self._channel.run_script(_bootstrap_for(source, self._limits), max(self._timeout_s, 2.0))
         # The plugin's source runs as a script, unwrapped, so V8's line and

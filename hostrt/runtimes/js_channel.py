@@ -30,7 +30,6 @@ import collections
 import json
 import time
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -147,7 +146,6 @@ class Channel:
         display_file: str,
         timeout_s: float,
         limits: ChannelLimits,
-        describe_error: Callable[[Any, str], PluginError],
     ) -> None:
         self._isolate = isolate
         self._host = host
@@ -155,7 +153,6 @@ class Channel:
         self._file = display_file
         self._timeout_s = timeout_s
         self._limits = limits
-        self._describe_error = describe_error
         self._lock = asyncio.Lock()
         self._state = _State()
         self._next_entry = 1
@@ -463,7 +460,7 @@ class Channel:
         if ok:
             entry.future.set_result(value)
         else:
-            entry.future.set_exception(_EntryFailed(value))
+            entry.future.set_exception(EntryFailed(value))
 
     def _add_timer(self, timer_id: int, delay_ms: float) -> None:
         if self._closed or self._failure is not None:
@@ -528,7 +525,7 @@ class Channel:
         await self._isolate.close()
 
 
-class _EntryFailed(Exception):
+class EntryFailed(Exception):
     """An entry's plugin code threw; ``info`` is the shim's description."""
 
     def __init__(self, info: Any) -> None:
@@ -554,7 +551,6 @@ def pump_code(inbound: list[str]) -> str:
     return "__hostrt_pump(" + json.dumps("[" + ",".join(inbound) + "]") + ")"
 
 
-EntryFailed = _EntryFailed
 
 __all__ = ["Channel", "ChannelHost", "ChannelLimits", "EntryFailed", "RawJSON", "message", "pump_code"]
 

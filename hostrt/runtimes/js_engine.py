@@ -2,9 +2,9 @@
 
 An :class:`Isolate` is one V8 isolate with one context, driven from the
 host's asyncio loop. Everything the JavaScript runtime needs from V8 is here:
-create, evaluate a script under a wall-clock timeout, set the heap limit,
-close. Only strings and plain numbers are ever read back; a result of any
-other type is reported as :class:`EngineProtocolError` without being
+create, post scripts and collect their results under a wall-clock timeout,
+set the heap limit, close. Only string results are ever read; a result of
+any other type is reported as :class:`EngineProtocolError` without being
 inspected, so no plugin-controlled getter, proxy or ``toString`` can run on
 the host's behalf.
 
@@ -17,7 +17,11 @@ Facts about mini-racer 0.14 this module is built around:
   so code spinning there can only be stopped by freeing the context, which
   terminates whatever runs (see :meth:`Isolate.close`);
 * freeing a context joins the isolate's thread, so it is done on a worker
-  thread, never on the loop.
+  thread, never on the loop;
+* tasks posted with the "uncancellable" callback id put their results, one
+  per task and in posting order (a cancelled task yields a termination),
+  into one queue: that is how results are collected here (a private API of
+  0.14, hence the version pin).
 """
 
 from __future__ import annotations
@@ -50,7 +54,7 @@ LOAD_WAIT_S = 0.02
 #: How often the background result thread checks whether it is still needed.
 DRAIN_POLL_S = 0.05
 #: How often a running script's effect on the process's resident memory is
-#: checked (see :meth:`Isolate.eval`).
+#: checked (see :class:`_Watchdog`).
 RSS_CHECK_INTERVAL_S = 0.025
 #: Growth of the process allowed during one script beyond the plugin's heap
 #: and ArrayBuffer allowances (other work of the host runs meanwhile).
