@@ -102,6 +102,15 @@
     ReflectApply(registryRegister, registry, [buffer, bytes]);
   };
   const toIndex = (v) => { const n = MathTrunc(+v); return n > 0 ? n : 0; };
+  const chargedAtMax = new WeakSetCtor();
+  const chargeAtMax = (buffer, max) => {
+    external += max;
+    ReflectApply(weakSetAdd, tracked, [buffer]);
+    ReflectApply(weakSetAdd, chargedAtMax, [buffer]);
+    ReflectApply(registryRegister, registry, [buffer, max]);
+  };
+  const resizableOf = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "resizable").get;
+  const maxByteLengthOf = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "maxByteLength").get;
   const wrapMethod = (owner, name, before) => {
     const original = owner[name];
     if (typeof original !== "function") return;
@@ -152,6 +161,22 @@
           const n = toIndex(first);
           reserve(n, what);
           args[0] = n;
+          // A resizable buffer reserves address space for its maximum at
+          // once (V8's sandbox is shared by every isolate of the process):
+          // the maximum must fit in what the plugin has left.
+          const options = args[1];
+          if (options !== null && typeof options === "object") {
+            const max = options.maxByteLength;
+            if (max !== undefined) {
+              const m = toIndex(max);
+              reserve(m, what);
+              args[1] = { maxByteLength: m };
+              // Charged at its maximum: resizing within it is then free.
+              const made = ReflectConstruct(target, args, newTarget === guarded ? target : newTarget);
+              chargeAtMax(made, m);
+              return made;
+            }
+          }
         } else if (first === null || typeof first !== "object") {
           const n = toIndex(first);
           reserve(n * bytesPerElement, what);
@@ -191,6 +216,7 @@
     ArrayBufferProto.resize = {
       resize(newLength) {
         const n = toIndex(newLength);
+        if (ReflectApply(weakSetHas, chargedAtMax, [this])) return ReflectApply(originalResize, this, [n]);
         const before = ReflectApply(byteLengthOf, this, []);
         reserve(n - before, "resize()");
         const result = ReflectApply(originalResize, this, [n]);
@@ -210,9 +236,11 @@
     ArrayBufferProto[name] = {
       [name](newLength) {
         const n = newLength === undefined ? ReflectApply(byteLengthOf, this, []) : toIndex(newLength);
-        reserve(n, what);
+        // transfer() keeps a resizable buffer resizable, with its maximum.
+        const max = name === "transfer" && ReflectApply(resizableOf, this, []) ? ReflectApply(maxByteLengthOf, this, []) : -1;
+        reserve(max >= 0 ? max : n, what);
         const made = ReflectApply(original, this, [n]);
-        track(made, what);
+        if (max >= 0) chargeAtMax(made, max); else track(made, what);
         return made;
       },
     }[name];
@@ -241,52 +269,176 @@
   const maxElements = MathFloor(LIMITS.maxHeapBytes / 8);
   const tooMany = (what, n) => new RangeErrorCtor(
     what + ": " + n + " elements would not fit in this plugin's memory limit (at most " + maxElements + ")");
-  const lengthOf = (v) => (ArrayIsArray(v) ? v.length : toLength(v.length));
   const toLength = (v) => { const n = MathTrunc(+v); return n > 0 ? (n < 9007199254740991 ? n : 9007199254740991) : 0; };
   const ArrayProto = Array.prototype;
+  const originalArrayFrom = Array.from;
+  const ObjectGetOwnPropertyDescriptorEarly = Object.getOwnPropertyDescriptor;
   const copyOf = (source, length) => { const copy = []; for (let i = 0; i < length; i++) copy[i] = source[i]; return copy; };
-  const guardArrayMethod = (name) => {
+  // The length V8 will walk, read once. Real arrays (and Proxies of them,
+  // whose every step V8 takes through interruptible traps) and array-likes
+  // with a plain length are walked as they are; an array-like whose length
+  // is computed (a getter could answer differently to V8) is walked as a
+  // copy, or refused by the methods that change it in place.
+  const walkOf = (obj, what, mutating) => {
+    let length;
+    let copy = false;
+    if (ArrayIsArray(obj)) length = obj.length;
+    else {
+      const own = ObjectGetOwnPropertyDescriptorEarly(obj, "length");
+      if (own !== undefined && "value" in own) length = toLength(own.value);
+      else {
+        if (mutating) throw new TypeErrorCtor(what + " on an array-like whose length is computed is not supported");
+        length = toLength(obj.length);
+        copy = true;
+      }
+    }
+    if (length > maxElements) throw tooMany(what, length);
+    return copy ? copyOf(obj, length) : obj;
+  };
+  // A plain array of what `items` iterates (or, for an array-like, of its
+  // elements), built here in JavaScript, which the limits interrupt:
+  // Symbol.iterator and length are each read once, so a getter cannot
+  // answer one thing to a check and another to V8.
+  const listOf = (items, what) => {
+    const iterate = items[SymbolIterator];
+    if (typeof iterate !== "function") {
+      const length = toLength(items.length);
+      if (length > maxElements) throw tooMany(what, length);
+      return copyOf(items, length);
+    }
+    const it = ReflectApply(iterate, items, []);
+    const list = [];
+    for (;;) {
+      const step = it.next();
+      if (step.done) return list;
+      if (list.length >= maxElements) throw tooMany(what, list.length + 1);
+      list[list.length] = step.value;
+    }
+  };
+  // Every method that walks 0..length: V8 walks in C++, where neither the
+  // time limit nor the heap limit reaches, so 2**53 "elements" of an
+  // array-like would hold the isolate's thread for good.
+  const MUTATING = { copyWithin: 1, fill: 1, reverse: 1, shift: 1, sort: 1, splice: 1, unshift: 1 };
+  const WALKING = ["copyWithin", "every", "fill", "filter", "find", "findIndex", "findLast", "findLastIndex",
+                   "forEach", "includes", "indexOf", "join", "lastIndexOf", "map", "reduce", "reduceRight",
+                   "reverse", "shift", "slice", "some", "sort", "splice", "toLocaleString", "toReversed",
+                   "toSorted", "toSpliced", "unshift", "with"];
+  for (const name of WALKING) {
     const original = ArrayProto[name];
-    if (typeof original !== "function") return;
+    if (typeof original !== "function") continue;
+    const what = "Array.prototype." + name + "()";
+    const mutating = MUTATING[name] === 1;
+    ArrayProto[name] = {
+      [name](...args) { return ReflectApply(original, walkOf(this, what, mutating), args); },
+    }[name];
+  }
+  const SymbolIsConcatSpreadable = Symbol.isConcatSpreadable;
+  const originalConcat = ArrayProto.concat;
+  ArrayProto.concat = {
+    concat(...items) {
+      const parts = [this, ...items];
+      let total = 0;
+      let plain = true;
+      for (let i = 0; i < parts.length; i++) {
+        const part = parts[i];
+        if (ArrayIsArray(part)) total += part.length;
+        else if (part !== null && typeof part === "object") plain = false;
+        else total += 1;
+        if (total > maxElements) throw tooMany("Array.prototype.concat()", total);
+      }
+      if (plain) return ReflectApply(originalConcat, this, items);
+      // An object may be spreadable, and say so differently each time it is
+      // asked: the result is built here, asking once.
+      const out = [];
+      for (let i = 0; i < parts.length; i++) {
+        const part = parts[i];
+        const spread = part !== null && typeof part === "object" &&
+          (part[SymbolIsConcatSpreadable] !== undefined ? !!part[SymbolIsConcatSpreadable] : ArrayIsArray(part));
+        if (!spread) { out[out.length] = part; continue; }
+        const source = walkOf(part, "Array.prototype.concat()", false);
+        const length = ArrayIsArray(source) ? source.length : toLength(ObjectGetOwnPropertyDescriptorEarly(source, "length").value);
+        if (out.length + length > maxElements) throw tooMany("Array.prototype.concat()", out.length + length);
+        for (let k = 0; k < length; k++) if (k in source) out[out.length] = source[k]; else out.length += 1;
+      }
+      return out;
+    },
+  }.concat;
+  // flat() walks every nested array down to its depth: their lengths are
+  // checked first, in JavaScript (which the limits interrupt).
+  const nestedTotal = (array, depth, what) => {
+    let total = array.length;
+    if (total > maxElements) throw tooMany(what, total);
+    if (depth < 1) return total;
+    for (let i = 0; i < array.length; i++) {
+      const item = array[i];
+      if (ArrayIsArray(item)) {
+        total += nestedTotal(item, depth - 1, what);
+        if (total > maxElements) throw tooMany(what, total);
+      }
+    }
+    return total;
+  };
+  for (const name of ["flat", "flatMap"]) {
+    const original = ArrayProto[name];
+    if (typeof original !== "function") continue;
     const what = "Array.prototype." + name + "()";
     ArrayProto[name] = {
       [name](...args) {
-        const length = lengthOf(this);
-        if (length > maxElements) throw tooMany(what, length);
-        // An array-like is copied first, so V8 sees the length we checked.
-        const target = ArrayIsArray(this) ? this : copyOf(this, length);
-        const result = ReflectApply(original, target, args);
-        return name === "fill" && target !== this ? copyBack(this, target, length) : result;
+        const target = walkOf(this, what, false);
+        const depth = name === "flat" ? (args[0] === undefined ? 1 : MathTrunc(+args[0]) || 0) : 1;
+        nestedTotal(ArrayIsArray(target) ? target : copyOf(target, 0), depth > 64 ? 64 : depth, what);
+        return ReflectApply(original, target, args);
+      },
+    }[name];
+  }
+  // Splitting, matching or replacing over a string that could not fit in
+  // the heap makes V8 abort the process instead of failing: such strings
+  // (cheap to make with repeat(), which builds them lazily) are refused.
+  const stringLength = (v) => (typeof v === "string" ? v.length : StringCtor(v).length);
+  const guardString = (owner, name, pick) => {
+    const original = owner[name];
+    if (typeof original !== "function") return;
+    const what = (typeof name === "symbol" ? "RegExp.prototype[" + StringCtor(name.description) + "]" : name) + "()";
+    owner[name] = {
+      [name](...args) {
+        const subject = pick(this, args);
+        if (subject !== undefined && stringLength(subject) > maxElements) {
+          throw new RangeErrorCtor(what + ": a string of " + stringLength(subject) +
+            " characters is longer than this plugin's memory limit allows (" + maxElements + ")");
+        }
+        return ReflectApply(original, this, args);
       },
     }[name];
   };
-  const copyBack = (dest, source, length) => { for (let i = 0; i < length; i++) dest[i] = source[i]; return dest; };
-  for (const name of ["fill", "toReversed", "toSorted", "toSpliced", "with"]) guardArrayMethod(name);
-  const originalArrayFrom = Array.from;
+  const StringProto = String.prototype;
+  for (const name of ["split", "match", "matchAll", "replace", "replaceAll"]) guardString(StringProto, name, (self) => self);
+  const RegExpProto = RegExp.prototype;
+  for (const symbol of [Symbol.split, Symbol.match, Symbol.matchAll, Symbol.replace]) {
+    guardString(RegExpProto, symbol, (self, args) => args[0]);
+  }
+  // ICU copies the items of a list outside both the heap and the memory
+  // backstop's reach, in C++ that cannot be interrupted.
+  const ListFormat = typeof Intl === "object" && Intl !== null ? Intl.ListFormat : undefined;
+  if (typeof ListFormat === "function") {
+    for (const name of ["format", "formatToParts"]) {
+      const original = ListFormat.prototype[name];
+      if (typeof original !== "function") continue;
+      ListFormat.prototype[name] = {
+        [name](list) {
+          const items = listOf(list, "Intl.ListFormat." + name + "()");
+          let total = 0;
+          for (let i = 0; i < items.length; i++) {
+            total += stringLength(items[i]);
+            if (total > maxElements) throw tooMany("Intl.ListFormat." + name + "()", total);
+          }
+          return ReflectApply(original, this, [items]);
+        },
+      }[name];
+    }
+  }
   Array.from = {
     from(items, ...rest) {
-      // V8 gets a plain array built here, in JavaScript (which the time and
-      // heap limits interrupt): Symbol.iterator and length are each read
-      // once, so a getter cannot answer one thing to this check and another
-      // to V8.
-      if (items !== null && items !== undefined) {
-        const iterate = items[SymbolIterator];
-        if (typeof iterate === "function") {
-          const it = ReflectApply(iterate, items, []);
-          const list = [];
-          for (;;) {
-            const step = it.next();
-            if (step.done) break;
-            if (list.length >= maxElements) throw tooMany("Array.from()", list.length + 1);
-            list[list.length] = step.value;
-          }
-          items = list;
-        } else {
-          const length = toLength(items.length);
-          if (length > maxElements) throw tooMany("Array.from()", length);
-          items = copyOf(items, length);
-        }
-      }
+      if (items !== null && items !== undefined) items = listOf(items, "Array.from()");
       return ReflectApply(originalArrayFrom, this, [items, ...rest]);
     },
   }.from;

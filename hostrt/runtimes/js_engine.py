@@ -51,6 +51,8 @@ FAST_WAIT_S = 0.0005
 #: The same while a plugin loads: the shim and the plugin's top level take a
 #: millisecond or more, and loading is rare.
 LOAD_WAIT_S = 0.02
+#: How long closing waits for an isolate to stop before abandoning it.
+FREE_TIMEOUT_S = 5.0
 #: How often the background result thread checks whether it is still needed.
 DRAIN_POLL_S = 0.05
 #: How often a running script's effect on the process's resident memory is
@@ -112,8 +114,12 @@ def _free_leftovers() -> None:
     # the process; a host application that forgot Host.close() must still
     # be able to exit.
     for isolate in list(_live):
+        if isolate._closing is not None:
+            continue  # being freed (or abandoned) already
         isolate._closed = True
-        isolate._free()
+        worker = threading.Thread(target=isolate._free, daemon=True)
+        worker.start()
+        worker.join(FREE_TIMEOUT_S)  # a stuck isolate must not keep the process from exiting
 
 
 class Script:
@@ -364,7 +370,24 @@ class Isolate:
         self._closed = True
         for script in list(self._outstanding):
             self.stop(script, EngineClosed("isolate was closed"))
-        await asyncio.get_running_loop().run_in_executor(_freeing, self._free)
+        # A thread of its own per isolate: V8 cannot stop some builtins
+        # (a C++ loop over 2**53 array indices), and freeing waits for the
+        # isolate's thread. Such an isolate is abandoned, with its thread,
+        # instead of holding up the host or every other plugin's close.
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+
+        def free() -> None:
+            self._free()
+            with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(None))
+
+        threading.Thread(target=free, name="hostrt-js-free", daemon=True).start()
+        try:
+            await asyncio.wait_for(asyncio.shield(done), FREE_TIMEOUT_S)
+        except asyncio.TimeoutError:
+            _log.error("a V8 isolate did not stop within %.0f s of being closed (stuck in a builtin V8 "
+                       "cannot interrupt); it is abandoned with its thread", FREE_TIMEOUT_S)
 
     def _free(self) -> None:
         maker, self._maker, self._racer = self._maker, None, None
@@ -373,10 +396,6 @@ class Isolate:
                 maker.__exit__(None, None, None)
             except Exception:  # noqa: BLE001 - close never raises
                 _log.exception("freeing a V8 isolate failed")
-
-
-#: Threads that free isolates (freeing joins the isolate's own thread).
-_freeing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hostrt-js-free")
 
 
 class _Stopped(Exception):
