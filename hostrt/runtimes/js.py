@@ -111,15 +111,20 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
             timeout_s=self._timeout_s,
             limits=self._limits,
         )
-        await self._channel.run_script(_bootstrap_for(source, self._limits), max(self._timeout_s, 2.0))
-        # The plugin's source runs as a script, unwrapped, so V8's line and
-        # column numbers are the author's own. The trailing pump returns what
-        # the top level queued (console output).
+        # The plugin's source runs as a script of its own, unwrapped, so V8's
+        # line and column numbers are the author's own; the trailing pump
+        # returns what its top level queued (console output). The shim and
+        # the source are posted together: one hand-off to the isolate.
         script = text + "\n;" + pump_code([]) + "\n//# sourceURL=" + source.display_file + "\n"
         allowance = COMPILE_ALLOWANCE_S_PER_MIB * len(text) / (1024 * 1024)
         try:
-            await self._channel.run_script(script, self._timeout_s + allowance, flush=True)
+            await self._channel.run_scripts([
+                (_bootstrap_for(source, self._limits), max(self._timeout_s, 2.0)),
+                (script, self._timeout_s + allowance),
+            ])
         except EngineScriptError as exc:
+            if exc.index == 0:
+                raise  # the shim itself failed: a host bug, reported as such
             error = js_errors.from_script_error(source.plugin_id, source.display_file, exc.text, parse=exc.parse)
             await self._collect_output()
             raise error from None

@@ -169,21 +169,30 @@ class Channel:
 
     # -- evaluation ---------------------------------------------------------------
 
-    async def run_script(self, code: str, timeout_s: float, *, flush: bool = False) -> None:
-        """Evaluate a script that ends by returning the shim's outbox (the
-        bootstrap, the plugin's source) and handle what it queued; with
-        ``flush``, also what its microtasks queued.
+    async def run_scripts(self, scripts: list[tuple[str, float]]) -> None:
+        """Evaluate scripts that each end by returning the shim's outbox (the
+        bootstrap, the plugin's source), posted together (one hand-off),
+        then a flush for what their microtasks queued; handle it all.
 
-        Raises EngineScriptError if V8 refuses or the script throws (the
-        caller knows what the script was); other failures fail the channel.
+        Raises EngineScriptError, with ``index`` set to the script's
+        position, if V8 refuses a script or it throws; other failures fail
+        the channel.
         """
         async with self._lock:
             self._raise_if_dead()
-            first = self._isolate.post(code)
-            second = self._isolate.post(FLUSH) if flush else None
-            texts = [await self._collect(first, timeout_s, block_s=LOAD_WAIT_S)]
-            if second is not None:
-                texts.append(await self._collect(second, self._timeout_s))
+            posted = [(self._isolate.post(code), timeout_s) for code, timeout_s in scripts]
+            flush = self._isolate.post(FLUSH)
+            texts = []
+            for index, (script, timeout_s) in enumerate(posted):
+                try:
+                    texts.append(await self._collect(script, timeout_s, block_s=LOAD_WAIT_S))
+                except EngineScriptError as exc:
+                    exc.index = index
+                    for later, _ in posted[index + 1:]:
+                        self._isolate.stop(later, EngineClosed("an earlier script failed"))
+                    self._isolate.stop(flush, EngineClosed("an earlier script failed"))
+                    raise
+            texts.append(await self._collect(flush, self._timeout_s))
         for text in texts:
             self._handle(text)
 
@@ -522,7 +531,9 @@ class Channel:
             return
         self._closed = True
         self._stop_timers()
-        await self._isolate.close()
+        # Idle unless something might still run: a failure (it may be stuck)
+        # or microtasks whose flush is still owed.
+        await self._isolate.close(idle=self._failure is None and not self._flush_owed)
 
 
 class EntryFailed(Exception):

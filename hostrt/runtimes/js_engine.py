@@ -95,6 +95,7 @@ class EngineScriptError(EngineError):
         super().__init__(text)
         self.text = text
         self.parse = parse
+        self.index = 0  # which of several scripts posted together failed
 
 
 class EngineProtocolError(EngineError):
@@ -354,15 +355,26 @@ class Isolate:
             # Terminates the script if it is running, drops it if it waits.
             self._ctx._dll.mr_cancel_task(self._ctx._ctx, script.task_id)
 
-    async def close(self) -> None:
+    async def close(self, *, idle: bool = False) -> None:
         """Terminate whatever runs in the isolate and free it. Idempotent:
         every caller waits for the same freeing to finish.
 
         Freeing joins the isolate's thread (mini-racer stops JavaScript
-        first, including code running outside any task), on a worker thread
-        so the loop stays responsive even if V8 takes a moment to stop.
+        first, including code running outside any task). With ``idle`` --
+        the owner knows nothing can be running -- and no script outstanding,
+        that takes well under a millisecond and happens right here;
+        otherwise on a thread of its own, so the loop stays responsive even
+        if V8 takes a moment to stop (or never does).
         """
         if self._closing is None:
+            if idle and not self._outstanding and self._maker is not None:
+                self._closed = True
+                self._closing = self._loop.create_future()
+                try:
+                    self._free()
+                finally:
+                    self._closing.set_result(None)
+                return
             self._closing = asyncio.ensure_future(self._close())
         await asyncio.shield(self._closing)
 
