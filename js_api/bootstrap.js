@@ -27,6 +27,7 @@
   const ObjectKeys = Object.keys;
   const ObjectGetPrototypeOf = Object.getPrototypeOf;
   const ObjectDefineProperty = Object.defineProperty;
+  const ObjectGetOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
   const ObjectPrototype = Object.prototype;
   const ArrayIsArray = Array.isArray;
   const ReflectApply = Reflect.apply;
@@ -46,7 +47,7 @@
   const mapHas = Map.prototype.has;
   const mapForEach = Map.prototype.forEach;
   const mapClear = Map.prototype.clear;
-  const mapSizeGetter = Object.getOwnPropertyDescriptor(Map.prototype, "size").get;
+  const mapSizeGetter = ObjectGetOwnPropertyDescriptor(Map.prototype, "size").get;
   const stringSlice = String.prototype.slice;
   const arrayJoin = Array.prototype.join;
   const stringSplit = String.prototype.split;
@@ -64,6 +65,14 @@
     return typeof v.then === "function";
   };
 
+  // Replaces owner[name] with a method (of the same name) that runs
+  // body(original, receiver, args); skipped where V8 lacks the method.
+  const replaceMethod = (owner, name, body) => {
+    const original = owner[name];
+    if (typeof original !== "function") return;
+    owner[name] = { [name](...args) { return body(original, this, args); } }[name];
+  };
+
   // -- memory outside the heap ----------------------------------------------------
   // ArrayBuffer backing stores (so every typed array) live outside the V8
   // heap and its hard limit. Every way to allocate one is charged against
@@ -79,10 +88,10 @@
   const MathTrunc = Math.trunc;
   const MathFloor = Math.floor;
   const ArrayBufferCtor = ArrayBuffer;
-  const byteLengthOf = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "byteLength").get;
+  const byteLengthOf = ObjectGetOwnPropertyDescriptor(ArrayBuffer.prototype, "byteLength").get;
   const TypedArrayProto = Object.getPrototypeOf(Uint8Array.prototype);
-  const typedLength = Object.getOwnPropertyDescriptor(TypedArrayProto, "length").get;
-  const typedBuffer = Object.getOwnPropertyDescriptor(TypedArrayProto, "buffer").get;
+  const typedLength = ObjectGetOwnPropertyDescriptor(TypedArrayProto, "length").get;
+  const typedBuffer = ObjectGetOwnPropertyDescriptor(TypedArrayProto, "buffer").get;
   const SymbolIterator = Symbol.iterator;
   let external = 0;
   const tracked = new WeakSetCtor();
@@ -109,23 +118,19 @@
     ReflectApply(weakSetAdd, chargedAtMax, [buffer]);
     ReflectApply(registryRegister, registry, [buffer, max]);
   };
-  const resizableOf = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "resizable").get;
-  const maxByteLengthOf = Object.getOwnPropertyDescriptor(ArrayBuffer.prototype, "maxByteLength").get;
+  const resizableOf = ObjectGetOwnPropertyDescriptor(ArrayBuffer.prototype, "resizable").get;
+  const maxByteLengthOf = ObjectGetOwnPropertyDescriptor(ArrayBuffer.prototype, "maxByteLength").get;
   const wrapMethod = (owner, name, before) => {
-    const original = owner[name];
-    if (typeof original !== "function") return;
     const what = name + "()";
-    owner[name] = {
-      [name](...args) {
-        if (before) before(this, args, what);
-        const result = ReflectApply(original, this, args);
-        // Brand checks, not instanceof: a plugin can give the constructor a
-        // Symbol.hasInstance that answers false.
-        if (isBuffer(result)) track(result, what);
-        else if (isTyped(result)) track(ReflectApply(typedBuffer, result, []), what);
-        return result;
-      },
-    }[name];
+    replaceMethod(owner, name, (original, self, args) => {
+      if (before) before(self, args, what);
+      const result = ReflectApply(original, self, args);
+      // Brand checks, not instanceof: a plugin can give the constructor a
+      // Symbol.hasInstance that answers false.
+      if (isBuffer(result)) track(result, what);
+      else if (isTyped(result)) track(ReflectApply(typedBuffer, result, []), what);
+      return result;
+    });
   };
   const isTyped = (v) => { try { ReflectApply(typedLength, v, []); return true; } catch (_) { return false; } };
   const isBuffer = (v) => { try { ReflectApply(byteLengthOf, v, []); return true; } catch (_) { return false; } };
@@ -211,45 +216,36 @@
   const ArrayBufferProto = ArrayBufferCtor.prototype;
   // Lengths are converted once, here, and V8 gets the converted number: a
   // valueOf that answers differently the second time changes nothing.
-  const originalResize = ArrayBufferProto.resize;
-  if (typeof originalResize === "function") {
-    ArrayBufferProto.resize = {
-      resize(newLength) {
-        const n = toIndex(newLength);
-        if (ReflectApply(weakSetHas, chargedAtMax, [this])) return ReflectApply(originalResize, this, [n]);
-        const before = ReflectApply(byteLengthOf, this, []);
-        reserve(n - before, "resize()");
-        const result = ReflectApply(originalResize, this, [n]);
-        const delta = ReflectApply(byteLengthOf, this, []) - before;
-        if (delta !== 0) {
-          external += delta;
-          ReflectApply(registryRegister, registry, [this, delta]);
-        }
-        return result;
-      },
-    }.resize;
-  }
+  replaceMethod(ArrayBufferProto, "resize", (original, self, [newLength]) => {
+    const n = toIndex(newLength);
+    if (ReflectApply(weakSetHas, chargedAtMax, [self])) return ReflectApply(original, self, [n]);
+    const before = ReflectApply(byteLengthOf, self, []);
+    reserve(n - before, "resize()");
+    const result = ReflectApply(original, self, [n]);
+    const delta = ReflectApply(byteLengthOf, self, []) - before;
+    if (delta !== 0) {
+      external += delta;
+      ReflectApply(registryRegister, registry, [self, delta]);
+    }
+    return result;
+  });
   for (const name of ["transfer", "transferToFixedLength"]) {
-    const original = ArrayBufferProto[name];
-    if (typeof original !== "function") continue;
     const what = name + "()";
-    ArrayBufferProto[name] = {
-      [name](newLength) {
-        const n = newLength === undefined ? ReflectApply(byteLengthOf, this, []) : toIndex(newLength);
-        // transfer() keeps a resizable buffer resizable, with its maximum.
-        const max = name === "transfer" && ReflectApply(resizableOf, this, []) ? ReflectApply(maxByteLengthOf, this, []) : -1;
-        reserve(max >= 0 ? max : n, what);
-        const made = ReflectApply(original, this, [n]);
-        if (max >= 0) chargeAtMax(made, max); else track(made, what);
-        return made;
-      },
-    }[name];
+    replaceMethod(ArrayBufferProto, name, (original, self, [newLength]) => {
+      const n = newLength === undefined ? ReflectApply(byteLengthOf, self, []) : toIndex(newLength);
+      // transfer() keeps a resizable buffer resizable, with its maximum.
+      const max = name === "transfer" && ReflectApply(resizableOf, self, []) ? ReflectApply(maxByteLengthOf, self, []) : -1;
+      reserve(max >= 0 ? max : n, what);
+      const made = ReflectApply(original, self, [n]);
+      if (max >= 0) chargeAtMax(made, max); else track(made, what);
+      return made;
+    });
   }
   // slice() copies at most the whole buffer: that is what is charged.
   wrapMethod(ArrayBufferProto, "slice", (buffer, args, what) => {
     reserve(ReflectApply(byteLengthOf, buffer, []), what);
   });
-  const typedByteLength = Object.getOwnPropertyDescriptor(TypedArrayProto, "byteLength").get;
+  const typedByteLength = ObjectGetOwnPropertyDescriptor(TypedArrayProto, "byteLength").get;
   for (const name of ["slice", "map", "filter", "toReversed", "toSorted", "with"]) {
     wrapMethod(TypedArrayProto, name, (array, args, what) => {
       // The result is at most as large as the array (measured by its brand,
@@ -271,8 +267,6 @@
     what + ": " + n + " elements would not fit in this plugin's memory limit (at most " + maxElements + ")");
   const toLength = (v) => { const n = MathTrunc(+v); return n > 0 ? (n < 9007199254740991 ? n : 9007199254740991) : 0; };
   const ArrayProto = Array.prototype;
-  const originalArrayFrom = Array.from;
-  const ObjectGetOwnPropertyDescriptorEarly = Object.getOwnPropertyDescriptor;
   const copyOf = (source, length) => { const copy = []; for (let i = 0; i < length; i++) copy[i] = source[i]; return copy; };
   // The length V8 will walk, read once. Real arrays (and Proxies of them,
   // whose every step V8 takes through interruptible traps) and array-likes
@@ -284,7 +278,7 @@
     let copy = false;
     if (ArrayIsArray(obj)) length = obj.length;
     else {
-      const own = ObjectGetOwnPropertyDescriptorEarly(obj, "length");
+      const own = ObjectGetOwnPropertyDescriptor(obj, "length");
       if (own !== undefined && "value" in own) length = toLength(own.value);
       else {
         if (mutating) throw new TypeErrorCtor(what + " on an array-like whose length is computed is not supported");
@@ -324,45 +318,38 @@
                    "reverse", "shift", "slice", "some", "sort", "splice", "toLocaleString", "toReversed",
                    "toSorted", "toSpliced", "unshift", "with"];
   for (const name of WALKING) {
-    const original = ArrayProto[name];
-    if (typeof original !== "function") continue;
     const what = "Array.prototype." + name + "()";
     const mutating = MUTATING[name] === 1;
-    ArrayProto[name] = {
-      [name](...args) { return ReflectApply(original, walkOf(this, what, mutating), args); },
-    }[name];
+    replaceMethod(ArrayProto, name, (original, self, args) => ReflectApply(original, walkOf(self, what, mutating), args));
   }
   const SymbolIsConcatSpreadable = Symbol.isConcatSpreadable;
-  const originalConcat = ArrayProto.concat;
-  ArrayProto.concat = {
-    concat(...items) {
-      const parts = [this, ...items];
-      let total = 0;
-      let plain = true;
-      for (let i = 0; i < parts.length; i++) {
-        const part = parts[i];
-        if (ArrayIsArray(part)) total += part.length;
-        else if (part !== null && typeof part === "object") plain = false;
-        else total += 1;
-        if (total > maxElements) throw tooMany("Array.prototype.concat()", total);
-      }
-      if (plain) return ReflectApply(originalConcat, this, items);
-      // An object may be spreadable, and say so differently each time it is
-      // asked: the result is built here, asking once.
-      const out = [];
-      for (let i = 0; i < parts.length; i++) {
-        const part = parts[i];
-        const spread = part !== null && typeof part === "object" &&
-          (part[SymbolIsConcatSpreadable] !== undefined ? !!part[SymbolIsConcatSpreadable] : ArrayIsArray(part));
-        if (!spread) { out[out.length] = part; continue; }
-        const source = walkOf(part, "Array.prototype.concat()", false);
-        const length = ArrayIsArray(source) ? source.length : toLength(ObjectGetOwnPropertyDescriptorEarly(source, "length").value);
-        if (out.length + length > maxElements) throw tooMany("Array.prototype.concat()", out.length + length);
-        for (let k = 0; k < length; k++) if (k in source) out[out.length] = source[k]; else out.length += 1;
-      }
-      return out;
-    },
-  }.concat;
+  replaceMethod(ArrayProto, "concat", (original, self, items) => {
+    const parts = [self, ...items];
+    let total = 0;
+    let plain = true;
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i];
+      if (ArrayIsArray(part)) total += part.length;
+      else if (part !== null && typeof part === "object") plain = false;
+      else total += 1;
+      if (total > maxElements) throw tooMany("Array.prototype.concat()", total);
+    }
+    if (plain) return ReflectApply(original, self, items);
+    // An object may be spreadable, and say so differently each time it is
+    // asked: the result is built here, asking once.
+    const out = [];
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i];
+      const spread = part !== null && typeof part === "object" &&
+        (part[SymbolIsConcatSpreadable] !== undefined ? !!part[SymbolIsConcatSpreadable] : ArrayIsArray(part));
+      if (!spread) { out[out.length] = part; continue; }
+      const source = walkOf(part, "Array.prototype.concat()", false);
+      const length = ArrayIsArray(source) ? source.length : toLength(ObjectGetOwnPropertyDescriptor(source, "length").value);
+      if (out.length + length > maxElements) throw tooMany("Array.prototype.concat()", out.length + length);
+      for (let k = 0; k < length; k++) if (k in source) out[out.length] = source[k]; else out.length += 1;
+    }
+    return out;
+  });
   // flat() walks every nested array down to its depth: their lengths are
   // checked first, in JavaScript (which the limits interrupt).
   const nestedTotal = (array, depth, what) => {
@@ -379,36 +366,28 @@
     return total;
   };
   for (const name of ["flat", "flatMap"]) {
-    const original = ArrayProto[name];
-    if (typeof original !== "function") continue;
     const what = "Array.prototype." + name + "()";
-    ArrayProto[name] = {
-      [name](...args) {
-        const target = walkOf(this, what, false);
-        const depth = name === "flat" ? (args[0] === undefined ? 1 : MathTrunc(+args[0]) || 0) : 1;
-        nestedTotal(ArrayIsArray(target) ? target : copyOf(target, 0), depth > 64 ? 64 : depth, what);
-        return ReflectApply(original, target, args);
-      },
-    }[name];
+    replaceMethod(ArrayProto, name, (original, self, args) => {
+      const target = walkOf(self, what, false);
+      const depth = name === "flat" ? (args[0] === undefined ? 1 : MathTrunc(+args[0]) || 0) : 1;
+      nestedTotal(ArrayIsArray(target) ? target : copyOf(target, 0), depth > 64 ? 64 : depth, what);
+      return ReflectApply(original, target, args);
+    });
   }
   // Splitting, matching or replacing over a string that could not fit in
   // the heap makes V8 abort the process instead of failing: such strings
   // (cheap to make with repeat(), which builds them lazily) are refused.
   const stringLength = (v) => (typeof v === "string" ? v.length : StringCtor(v).length);
   const guardString = (owner, name, pick) => {
-    const original = owner[name];
-    if (typeof original !== "function") return;
     const what = (typeof name === "symbol" ? "RegExp.prototype[" + StringCtor(name.description) + "]" : name) + "()";
-    owner[name] = {
-      [name](...args) {
-        const subject = pick(this, args);
-        if (subject !== undefined && stringLength(subject) > maxElements) {
-          throw new RangeErrorCtor(what + ": a string of " + stringLength(subject) +
-            " characters is longer than this plugin's memory limit allows (" + maxElements + ")");
-        }
-        return ReflectApply(original, this, args);
-      },
-    }[name];
+    replaceMethod(owner, name, (original, self, args) => {
+      const subject = pick(self, args);
+      if (subject !== undefined && stringLength(subject) > maxElements) {
+        throw new RangeErrorCtor(what + ": a string of " + stringLength(subject) +
+          " characters is longer than this plugin's memory limit allows (" + maxElements + ")");
+      }
+      return ReflectApply(original, self, args);
+    });
   };
   const StringProto = String.prototype;
   for (const name of ["split", "match", "matchAll", "replace", "replaceAll"]) guardString(StringProto, name, (self) => self);
@@ -421,27 +400,23 @@
   const ListFormat = typeof Intl === "object" && Intl !== null ? Intl.ListFormat : undefined;
   if (typeof ListFormat === "function") {
     for (const name of ["format", "formatToParts"]) {
-      const original = ListFormat.prototype[name];
-      if (typeof original !== "function") continue;
-      ListFormat.prototype[name] = {
-        [name](list) {
-          const items = listOf(list, "Intl.ListFormat." + name + "()");
-          let total = 0;
-          for (let i = 0; i < items.length; i++) {
-            total += stringLength(items[i]);
-            if (total > maxElements) throw tooMany("Intl.ListFormat." + name + "()", total);
-          }
-          return ReflectApply(original, this, [items]);
-        },
-      }[name];
+      const what = "Intl.ListFormat." + name + "()";
+      replaceMethod(ListFormat.prototype, name, (original, self, [list]) => {
+        const items = listOf(list, what);
+        let total = 0;
+        for (let i = 0; i < items.length; i++) {
+          total += stringLength(items[i]);
+          if (total > maxElements) throw tooMany(what, total);
+        }
+        return ReflectApply(original, self, [items]);
+      });
     }
   }
-  Array.from = {
-    from(items, ...rest) {
-      if (items !== null && items !== undefined) items = listOf(items, "Array.from()");
-      return ReflectApply(originalArrayFrom, this, [items, ...rest]);
-    },
-  }.from;
+
+  replaceMethod(Array, "from", (original, self, [items, ...rest]) => {
+    if (items !== null && items !== undefined) items = listOf(items, "Array.from()");
+    return ReflectApply(original, self, [items, ...rest]);
+  });
 
   // -- capability removal ------------------------------------------------------
   // Everything that can run code outside a host-driven exchange (and so
@@ -735,7 +710,6 @@
       ") is not available in hostrt plugins: bundle dependencies into plugin.js");
   });
 
-  const ObjectGetOwnPropertyDescriptor = Object.getOwnPropertyDescriptor;
   const define = (name, value, writable) => {
     const old = ObjectGetOwnPropertyDescriptor(global, name);
     if (old !== undefined && !old.configurable) {
