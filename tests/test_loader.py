@@ -76,3 +76,9 @@ def test_escaping_main_is_refused_before_reading(plugins_dir, tmp_path):
     with pytest.raises(ManifestError) as info:
         source_for(folder)
     assert any(p.json_path == "$.main" for p in info.value.problems)
+
+
+def test_a_leading_byte_order_mark_is_dropped(plugins_dir):
+    folder = write_plugin(plugins_dir, "marked", "def activate(ctx):\n    pass\n")
+    (folder / "plugin.py").write_bytes(b"\xef\xbb\xbf" + b"def activate(ctx):\n    pass\n")
+    assert source_for(folder).read_text() == "def activate(ctx):\n    pass\n"

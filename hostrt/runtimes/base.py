@@ -46,8 +46,9 @@ class PluginSource:
     limits: RuntimeLimits
 
     def read_text(self) -> str:
-        """Read ``main`` as UTF-8, re-checking that what is opened is the
-        regular file inside ``root`` that was resolved.
+        """Read ``main`` as UTF-8 (a leading byte-order mark is dropped),
+        re-checking that what is opened is the regular file inside ``root``
+        that was resolved.
 
         The folder belongs to the plugin author, who could swap ``main`` or a
         directory on its path for a symlink between resolution and reading;
@@ -79,9 +80,10 @@ class PluginSource:
         if len(data) > MAX_SOURCE_BYTES:
             raise fail(f"larger than {MAX_SOURCE_BYTES} bytes")
         try:
-            return data.decode("utf-8")
+            text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise fail(f"not UTF-8 (byte {exc.start})") from None
+        return text[1:] if text.startswith("\ufeff") else text
 
 
 class Runtime(ABC):

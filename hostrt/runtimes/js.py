@@ -71,7 +71,7 @@ class JavaScriptRuntime(Runtime):
         called, in a throwaway isolate; the wrapper's first line is
         subtracted from what V8 reports.
         """
-        text = _strip_bom(source.read_text())
+        text = source.read_text()
         check_syntax(source.plugin_id, source.display_file, text)
 
     async def load(self, source: PluginSource) -> "LoadedJavaScriptPlugin":
@@ -101,7 +101,7 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
 
     async def _load(self) -> None:
         source = self.source
-        text = _strip_bom(source.read_text())
+        text = source.read_text()
         isolate = Isolate.create(source.limits.memory_mb * 1024 * 1024)
         self._channel = Channel(
             isolate,
@@ -275,10 +275,6 @@ def host_json(value: Any, what: str, max_chars: int) -> str:
     if len(text) > max_chars:
         raise HostrtError(f"{what} refused: larger than {max_chars} characters as JSON")
     return text
-
-
-def _strip_bom(text: str) -> str:
-    return text[1:] if text.startswith("\ufeff") else text
 
 
 def check_syntax(plugin_id: str, display_file: str, text: str) -> None:

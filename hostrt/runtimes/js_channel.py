@@ -7,15 +7,14 @@ text. A host call from JavaScript therefore costs one message each way; the
 channel answers every call in the next exchange.
 
 mini-racer runs the isolate's microtasks (the continuations of ``await``)
-right *after* each eval, outside any task the host can cancel. So every
-exchange posts two scripts together: the pump, and a *flush* (an empty
-pump). The isolate runs the flush right after the pump's microtasks, so it
-collects what they queued -- the next host call of an ``await`` chain, the
-result of an async entry -- and its timeout (armed when the pump's result
-arrives) measures exactly those microtasks. Microtasks that never finish
-make the flush time out; the channel then frees the isolate, which is the
-one thing that terminates code running outside a task. Both scripts are one
-hand-off to the isolate's thread.
+right *after* each eval, outside any task the host can cancel. So some
+script must follow every pump: the next pump when there are host calls to
+answer, else a *flush* (an empty pump). The isolate runs it right after the
+previous pump's microtasks, so it collects what they queued -- the next
+host call of an ``await`` chain, the result of an async entry -- and its
+timeout measures those microtasks too. Microtasks that never finish make it
+time out; the channel then frees the isolate, which is the one thing that
+terminates code running outside a task.
 
 The channel never trusts what it reads: the outbound text is parsed as JSON
 with size limits, each message is checked for shape, and anything else is
@@ -28,9 +27,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import json
-import time
 import logging
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..errors import BudgetExceededError, HostrtError, PluginError, ResourceLimitError
@@ -128,12 +127,6 @@ class _Entry:
     timer: asyncio.TimerHandle | None = None
 
 
-@dataclass
-class _State:
-    entries: dict[int, _Entry] = field(default_factory=dict)
-    timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
-
-
 class Channel:
     """Drives one plugin isolate; see the module docstring."""
 
@@ -154,7 +147,8 @@ class Channel:
         self._timeout_s = timeout_s
         self._limits = limits
         self._lock = asyncio.Lock()
-        self._state = _State()
+        self._entries: dict[int, _Entry] = {}
+        self._timers: dict[int, asyncio.TimerHandle] = {}
         self._next_entry = 1
         self._failure: PluginError | None = None
         self._closed = False
@@ -310,7 +304,10 @@ class Channel:
             if self._closed:
                 return PluginError(self._plugin_id, "the plugin is closed", file=self._file)
             return self.fail(PluginError(self._plugin_id, "the plugin's isolate is closed", file=self._file))
-        return self.fail(PluginError(self._plugin_id, f"the isolate broke the host protocol ({exc})",
+        return self._broken_protocol(exc)
+
+    def _broken_protocol(self, exc: Exception) -> PluginError:
+        return self.fail(PluginError(self._plugin_id, f"the isolate broke the host protocol: {exc}",
                                      file=self._file))
 
     def _broken_shim(self, exc: EngineScriptError) -> PluginError:
@@ -345,7 +342,7 @@ class Channel:
         entry_id = self._next_entry
         self._next_entry += 1
         entry = _Entry(loop.create_future(), target)
-        self._state.entries[entry_id] = entry
+        self._entries[entry_id] = entry
         if settle_timeout_s is not None:
             # A little later than the eval timeout, so code that runs too
             # long is reported as such rather than as "did not finish".
@@ -359,12 +356,12 @@ class Channel:
         finally:
             if entry.timer is not None:
                 entry.timer.cancel()
-            self._state.entries.pop(entry_id, None)
+            self._entries.pop(entry_id, None)
             if entry.future.done() and not entry.future.cancelled():
                 entry.future.exception()  # retrieved: the caller got it another way
 
     def _settle_timeout(self, entry_id: int) -> None:
-        entry = self._state.entries.get(entry_id)
+        entry = self._entries.get(entry_id)
         if entry is None or entry.future.done():
             return
         self.fail(BudgetExceededError(
@@ -382,8 +379,7 @@ class Channel:
         try:
             messages = self._parse(text)
         except ProtocolError as exc:
-            raise self.fail(PluginError(self._plugin_id, f"the isolate broke the host protocol: {exc}",
-                                        file=self._file))
+            raise self._broken_protocol(exc)
         self._backlog.extend(messages)
         return self._work()
 
@@ -404,8 +400,7 @@ class Channel:
             try:
                 reply = self._one(item)
             except ProtocolError as exc:
-                raise self.fail(PluginError(self._plugin_id, f"the isolate broke the host protocol: {exc}",
-                                            file=self._file))
+                raise self._broken_protocol(exc)
             if reply is not None:
                 replies.append(reply)
                 size += len(reply)
@@ -441,7 +436,7 @@ class Channel:
         elif kind == "timer" and len(args) == 2 and _is_id(args[0]) and type(args[1]) in (int, float):
             self._add_timer(args[0], float(args[1]))
         elif kind == "untimer" and len(args) == 1 and _is_id(args[0]):
-            handle = self._state.timers.pop(args[0], None)
+            handle = self._timers.pop(args[0], None)
             if handle is not None:
                 handle.cancel()
         elif kind == "error" and len(args) == 2 and type(args[0]) is str:
@@ -463,7 +458,7 @@ class Channel:
         return message("reply", call_id, True, value)
 
     def _done(self, entry_id: int, ok: bool, value: Any) -> None:
-        entry = self._state.entries.get(entry_id)
+        entry = self._entries.get(entry_id)
         if entry is None or entry.future.done():
             return
         if ok:
@@ -474,17 +469,17 @@ class Channel:
     def _add_timer(self, timer_id: int, delay_ms: float) -> None:
         if self._closed or self._failure is not None:
             return
-        if timer_id not in self._state.timers and len(self._state.timers) >= self._limits.max_timers:
+        if timer_id not in self._timers and len(self._timers) >= self._limits.max_timers:
             raise ProtocolError(f"more than {self._limits.max_timers} timers")
-        old = self._state.timers.pop(timer_id, None)
+        old = self._timers.pop(timer_id, None)
         if old is not None:
             old.cancel()
         delay = min(max(delay_ms, 0.0), 2_147_483_647.0) / 1000
         loop = asyncio.get_running_loop()
-        self._state.timers[timer_id] = loop.call_later(delay, self._fire, timer_id)
+        self._timers[timer_id] = loop.call_later(delay, self._fire, timer_id)
 
     def _fire(self, timer_id: int) -> None:
-        if self._state.timers.pop(timer_id, None) is None or self._closed or self._failure is not None:
+        if self._timers.pop(timer_id, None) is None or self._closed or self._failure is not None:
             return
         # Timers due together are delivered together, in one exchange that
         # never blocks the loop waiting (a plugin with a thousand zero-delay
@@ -509,7 +504,7 @@ class Channel:
             return self._failure
         self._failure = error
         self._stop_timers()
-        for entry in self._state.entries.values():
+        for entry in self._entries.values():
             if not entry.future.done():
                 entry.future.set_exception(error)
         # Kept so the task is not collected before it ran; close() awaits the same work.
@@ -521,9 +516,9 @@ class Channel:
         return error
 
     def _stop_timers(self) -> None:
-        for handle in self._state.timers.values():
+        for handle in self._timers.values():
             handle.cancel()
-        self._state.timers.clear()
+        self._timers.clear()
 
     async def close(self) -> None:
         """Drop timers and free the isolate. Idempotent; never raises."""

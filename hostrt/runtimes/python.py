@@ -114,8 +114,6 @@ def compile_source(source: PluginSource) -> tuple[Any, Reporter]:
     the code after ``source.display_file``. Returns the code object and the
     plugin's error reporter."""
     text = source.read_text()
-    if text.startswith("\ufeff"):
-        text = text[1:]
     if len(text) > MAX_SOURCE_CHARS:
         raise PluginCompileError(
             source.plugin_id,
