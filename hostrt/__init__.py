@@ -14,28 +14,37 @@ import logging as _logging
 _logging.getLogger("hostrt").addHandler(_logging.NullHandler())
 
 from .capabilities import Capability, parse_capability
+from .commands import CommandInfo
 from .context import ActivationContext
 from .errors import (
     BudgetExceededError,
     CapabilityError,
+    CommandNotFoundError,
     DependencyError,
+    EventDepthError,
+    EventError,
     GrantError,
+    HostMethodError,
     HostrtError,
     LifecycleError,
     ManifestError,
     ManifestProblem,
+    PayloadError,
     PluginCompileError,
     PluginError,
     PluginNotFoundError,
     QuotaExceededError,
+    RateLimitError,
     ResourceLimitError,
     SandboxViolationError,
     SettingsError,
     StorageError,
     StoreError,
 )
+from .events import EventDelivery, EventPolicy
 from .grants import GrantManager
 from .host import Host, HostPolicy
+from .hostmethods import Page, PageRequest
 from .lifecycle import PluginRecord, PluginState
 from .manifest import Manifest, load_manifest
 from .store import Store
@@ -46,22 +55,33 @@ __all__ = [
     "BudgetExceededError",
     "Capability",
     "CapabilityError",
+    "CommandInfo",
+    "CommandNotFoundError",
     "DependencyError",
+    "EventDelivery",
+    "EventDepthError",
+    "EventError",
+    "EventPolicy",
     "GrantError",
     "GrantManager",
     "Host",
+    "HostMethodError",
     "HostPolicy",
     "HostrtError",
     "LifecycleError",
     "Manifest",
     "ManifestError",
     "ManifestProblem",
+    "Page",
+    "PageRequest",
+    "PayloadError",
     "PluginCompileError",
     "PluginError",
     "PluginNotFoundError",
     "PluginRecord",
     "PluginState",
     "QuotaExceededError",
+    "RateLimitError",
     "ResourceLimitError",
     "SandboxViolationError",
     "SettingsError",

@@ -13,20 +13,34 @@ Never hand the context object itself to plugin code: its host-side methods
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import jsonvalue
-from .capabilities import Capability
-from .errors import HostrtError, LifecycleError, QuotaExceededError, StorageError
+from .capabilities import Capability, parse_capability
+from .errors import (
+    HostMethodError,
+    HostrtError,
+    LifecycleError,
+    QuotaExceededError,
+    RateLimitError,
+    StorageError,
+)
 from .grants import GrantManager
 from .keys import KEY_RE, describe_key
+from .ratelimit import TokenBucket
 from .settings import SettingsSchema, check_setting_name, read_settings, write_setting
 from .store import Store
+
+if TYPE_CHECKING:
+    from .commands import CommandRegistry
+    from .events import EventBus
+    from .hostmethods import HostMethods
 
 #: The longest log message kept; the rest is cut so one plugin cannot flood
 #: the host's log handlers with a single call.
@@ -91,6 +105,16 @@ def write_plugin_log(plugin_id: str, level: str, message: str, fields: dict[str,
 
 
 @dataclass(frozen=True)
+class HostServices:
+    """The host's event bus, methods and commands, as a context reaches them."""
+
+    bus: "EventBus"
+    methods: "HostMethods"
+    commands: "CommandRegistry"
+    loop: asyncio.AbstractEventLoop
+
+
+@dataclass(frozen=True)
 class ContextLimits:
     """Per-plugin data limits applied by the context."""
 
@@ -118,6 +142,7 @@ class ActivationContext:
         grants: GrantManager,
         settings_schema: dict[str, Any] | None = None,
         limits: ContextLimits | None = None,
+        services: HostServices | None = None,
     ) -> None:
         self._id = plugin_id
         self._version = plugin_version
@@ -126,7 +151,11 @@ class ActivationContext:
         self._settings = SettingsSchema(settings_schema)
         self._limits = limits or ContextLimits()
         self._disposers: list[Callable[[], None]] = []
-        self._log_budget = _LogBudget(LOG_RECORDS_PER_SECOND, LOG_RECORDS_BURST)
+        self._log_budget = TokenBucket(LOG_RECORDS_PER_SECOND, LOG_RECORDS_BURST)
+        self._services = services
+        self._emit_budget = (
+            TokenBucket(services.bus.policy.rate_per_s, services.bus.policy.burst) if services is not None else None
+        )
         self._lock = threading.Lock()
         self._closed = False
 
@@ -167,7 +196,7 @@ class ActivationContext:
         self._enter(None)
         if not self._log_budget.take():
             return
-        dropped = self._log_budget.take_dropped()
+        dropped = self._log_budget.take_refused()
         if dropped:
             write_plugin_log(self._id, "warn", f"{dropped} log records dropped: the plugin logged faster than "
                              f"{LOG_RECORDS_PER_SECOND} per second")
@@ -235,6 +264,102 @@ class ActivationContext:
         self._enter(SETTINGS_WRITE)
         write_setting(self._store, self._id, self._settings, key, value)
 
+    # -- events -------------------------------------------------------------
+
+    def _host(self) -> HostServices:
+        if self._services is None:
+            raise LifecycleError(f"plugin '{self._id}' runs without a host: events, host methods and "
+                                 "commands are not available")
+        return self._services
+
+    def events_emit(self, name: str, payload: Any, *, plain: bool = False) -> None:
+        """``ctx.events.emit``: check and queue an event this plugin declares.
+
+        Needs ``events.publish:<name>``; refused past the plugin's rate limit
+        (RateLimitError), for an undeclared event (EventError), past the
+        nesting limit (EventDepthError) and for an invalid payload
+        (PayloadError). Returns once the event is queued: handlers run
+        later, each plugin in its own entry. ``plain`` says ``payload`` was
+        parsed from JSON text (the JavaScript bridge), so it need not be
+        walked as plugin objects are.
+        """
+        services = self._host()
+        self._enter(Capability("events.publish", name if type(name) is str else ""))
+        assert self._emit_budget is not None
+        if not self._emit_budget.take():
+            policy = services.bus.policy
+            self._store.audit(self._id, "event.rejected", {"event": name, "code": RateLimitError.code})
+            raise RateLimitError(
+                f"plugin '{self._id}' emits events faster than its limit of {policy.rate_per_s:g} per second "
+                f"(bursts of {policy.burst}); event '{name}' was not sent"
+            )
+        services.bus.publish(self._id, name, payload, plain=plain)
+
+    def events_subscribe(self, pattern: str, handler_id: int) -> None:
+        """``ctx.events.on``: route events matching ``pattern`` (``*``
+        matches any run of characters) to the runtime's handler
+        ``handler_id``. Needs ``events.subscribe`` covering the pattern;
+        the grant for each event is read again when it is delivered."""
+        services = self._host()
+        if type(pattern) is not str:
+            raise HostrtError(f"event pattern must be a string, not {type(pattern).__name__}")
+        try:
+            needed = parse_capability("events.subscribe:" + pattern)
+        except ValueError as exc:
+            raise HostrtError(f"invalid event pattern: {exc}") from None
+        self._enter(needed)
+        # No disposer: deactivation drops all of a plugin's subscriptions
+        # at once (EventBus.detach).
+        services.bus.subscribe(self._id, pattern, handler_id)
+
+    def events_unsubscribe(self, handler_id: int) -> bool:
+        """Dispose one subscription (the plugin's ``Disposable.dispose``)."""
+        if self._services is None or self._closed:
+            return False
+        return self._services.bus.unsubscribe(self._id, handler_id)
+
+    # -- host methods ---------------------------------------------------------
+
+    async def host_call(self, name: str, params: Any = None, *, plain: bool = False) -> str:
+        """``ctx.host.call``: run a host method (needs ``host.call:<name>``)
+        and return its result as JSON text. Errors are HostMethodError or
+        PayloadError, safe to show to the plugin."""
+        services = self._host()
+        self._enter(Capability("host.call", name if type(name) is str else ""))
+        return await services.methods.call(self._id, name, params, plain=plain)
+
+    def host_call_blocking(self, name: str, params: Any, timeout_s: float) -> str:
+        """:meth:`host_call` from a plugin's own thread (the Python
+        runtime): runs on the host's loop and waits at most ``timeout_s``."""
+        services = self._host()
+        self._enter(Capability("host.call", name if type(name) is str else ""))
+        # The task inherits this thread's context: the call chain of the
+        # entry that is running (see hostrt.callchain).
+        future = asyncio.run_coroutine_threadsafe(
+            services.methods.call(self._id, name, params), services.loop
+        )
+        try:
+            return future.result(max(timeout_s, 0.0))
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise HostMethodError(f"host method '{name}' did not answer within the plugin's time limit",
+                                  code="E_TIMEOUT") from None
+
+    # -- commands -------------------------------------------------------------
+
+    def commands_register(self, name: str, handler_id: int) -> None:
+        """``ctx.commands.register``: make the runtime's handler
+        ``handler_id`` answer the declared command ``name``."""
+        services = self._host()
+        self._enter(None)
+        services.commands.register(self._id, name, handler_id)
+
+    def commands_unregister(self, handler_id: int) -> bool:
+        """Dispose one command handler."""
+        if self._services is None or self._closed:
+            return False
+        return self._services.commands.unregister(self._id, handler_id)
+
     # -- subscriptions (host side) --------------------------------------------
 
     def add_disposer(self, dispose: Callable[[], None]) -> None:
@@ -260,36 +385,6 @@ class ActivationContext:
         """Dispose everything and refuse every later call."""
         self._closed = True
         self.dispose_all()
-
-
-class _LogBudget:
-    """A token bucket: ``take()`` is False once the plugin logged more than
-    ``burst`` records, refilled at ``rate`` per second; refusals are counted
-    and reported by the next record that gets through."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self._rate = rate
-        self._burst = float(burst)
-        self._tokens = float(burst)
-        self._stamp = time.monotonic()
-        self._dropped = 0
-        self._lock = threading.Lock()
-
-    def take(self) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-            self._stamp = now
-            if self._tokens < 1:
-                self._dropped += 1
-                return False
-            self._tokens -= 1
-            return True
-
-    def take_dropped(self) -> int:
-        with self._lock:
-            dropped, self._dropped = self._dropped, 0
-            return dropped
 
 
 def _encode(value: Any, what: str, error: type[HostrtError], max_bytes: int, *, path: str = "$") -> str:

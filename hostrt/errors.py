@@ -8,7 +8,10 @@ parsing messages. Codes never change once released; messages may.
 from __future__ import annotations
 
 from dataclasses import dataclass
+import re
 from typing import Any
+
+_CODE_RE = re.compile(r"E_[A-Z0-9_]{1,40}")
 
 
 class HostrtError(Exception):
@@ -194,19 +197,93 @@ class SandboxViolationError(PluginError):
     code = "E_FORBIDDEN"
 
 
+class PayloadError(HostrtError):
+    """A value crossing between plugins and the host (an event payload,
+    command parameters or result, host method parameters) failed its JSON
+    Schema, is larger than its limit, or is not plain JSON.
+
+    ``subject`` says what was checked (``event 'greeting.sent'``), ``source``
+    who sent it (a plugin id or ``"host"``), ``json_path`` where in the value
+    the problem is (``$`` for the whole value) and ``reason`` what it is.
+    """
+
+    code = "E_PAYLOAD"
+
+    def __init__(self, subject: str, source: str, json_path: str, reason: str) -> None:
+        self.subject = subject
+        self.source = source
+        self.json_path = json_path
+        self.reason = reason
+        origin = "the host" if source == "host" else f"plugin '{source}'"
+        super().__init__(f"{subject} from {origin} rejected at {json_path}: {reason}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "subject": self.subject, "source": self.source, "path": self.json_path}
+
+
+class EventError(HostrtError):
+    """An event that is not declared, declared twice, or emitted by someone
+    who did not declare it."""
+
+    code = "E_EVENT"
+
+
+class EventDepthError(EventError):
+    """An event emitted while handling an event, nested deeper than the
+    host allows (a handler loop such as A emits x, B handles x and emits y,
+    A handles y and emits x...)."""
+
+    code = "E_EVENT_DEPTH"
+
+
+class RateLimitError(HostrtError):
+    """A plugin emitted events faster than its rate limit allows."""
+
+    code = "E_RATE_LIMIT"
+
+
+class CommandNotFoundError(HostrtError):
+    """No active plugin offers the command asked for."""
+
+    code = "E_NO_COMMAND"
+
+
+class HostMethodError(HostrtError):
+    """A host method failed. Host functions raise it to send the calling
+    plugin a message and, optionally, a code of their own (``E_`` and
+    capital letters, digits or ``_``); any other exception reaches the plugin
+    only as ``E_HOST_METHOD`` with a generic message, so no host traceback,
+    path or secret leaks into plugin code."""
+
+    code = "E_HOST_METHOD"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            if type(code) is not str or not _CODE_RE.fullmatch(code):
+                raise ValueError(f"error code {code!r} must look like E_SOMETHING")
+            self.code = code
+
+
 __all__ = [
     "BudgetExceededError",
     "CapabilityError",
+    "CommandNotFoundError",
     "DependencyError",
+    "EventDepthError",
+    "EventError",
     "GrantError",
+    "HostMethodError",
     "HostrtError",
     "LifecycleError",
     "ManifestError",
     "ManifestProblem",
+    "PayloadError",
     "PluginCompileError",
     "PluginError",
     "PluginNotFoundError",
     "QuotaExceededError",
+    "RateLimitError",
     "ResourceLimitError",
     "SandboxViolationError",
     "SettingsError",

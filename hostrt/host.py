@@ -15,12 +15,19 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from .capabilities import Capability, parse_capability
-from .context import ActivationContext, ContextLimits
+from . import callchain
+from .capabilities import Capability, is_valid_name, parse_capability
+from .commands import CommandInfo, CommandRegistry
+from .context import ActivationContext, ContextLimits, HostServices
+from .events import HOST, EventBus, EventDeclaration, EventDelivery, EventPolicy
+from .hostmethods import HostFunction, HostMethod, HostMethods
+from .payloads import PayloadSpec
+from .schemas import schema_problems
 from .settings import SettingsSchema, read_settings, write_setting
 from .errors import (
     CapabilityError,
     DependencyError,
+    EventError,
     HostrtError,
     LifecycleError,
     ManifestError,
@@ -31,7 +38,7 @@ from .errors import (
 from .grants import GrantManager
 from .lifecycle import ACTIVATABLE, RUNNING, PluginRecord, PluginState
 from .loader import plugin_source
-from .manifest import Manifest, load_manifest
+from .manifest import DEFAULT_MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES, Manifest, load_manifest
 from .ordering import activation_order, conflicts_between, requirement_problems
 from .runtimes.base import LoadedPlugin, Runtime, RuntimeLimits
 from .store import Store
@@ -56,6 +63,8 @@ class HostPolicy:
     #: has been granted; otherwise it is ``blocked`` with the missing list.
     #: When False it activates and each ungranted call is refused instead.
     require_all_grants: bool = True
+    #: Event delivery limits: nesting depth, per-plugin emit rate, inbox size.
+    events: EventPolicy = EventPolicy()
 
     def limits_for(self, manifest: Manifest) -> RuntimeLimits:
         asked = manifest.limits
@@ -98,6 +107,9 @@ class Host:
         self._runtimes = {r.name: r for r in (runtimes if runtimes is not None else default_runtimes())}
         self._requests_cache: dict[str, tuple[Capability, ...]] = {}
         self.grants = GrantManager(self.store, self._requested_capabilities)
+        self.bus = EventBus(self.store, self.grants, self.policy.events)
+        self.methods = HostMethods()
+        self._commands = CommandRegistry()
         self._lock = asyncio.Lock()
         self._closed = False
 
@@ -238,11 +250,17 @@ class Host:
         await self._start(record, manifest)
 
     async def _start(self, record: PluginRecord, manifest: Manifest) -> None:
-        self._set(record, PluginState.LOADING, None)
         runtime = self._runtimes.get(manifest.runtime_name)
         if runtime is None:
             return self._set(record, PluginState.FAILED, PluginError(
                 record.id, f"this host has no '{manifest.runtime_name}' runtime"))
+        try:
+            # Declared first: an event name someone else declares blocks the
+            # plugin before any of its code runs.
+            self.bus.declare(self._event_declarations(manifest))
+        except EventError as exc:
+            return self._set(record, PluginState.BLOCKED, EventError(f"plugin '{record.id}': {exc.message}"))
+        self._set(record, PluginState.LOADING, None)
         loaded: LoadedPlugin | None = None
         context: ActivationContext | None = None
         try:
@@ -255,11 +273,14 @@ class Host:
                 grants=self.grants,
                 settings_schema=manifest.settings,
                 limits=ContextLimits(storage_quota_bytes=self.policy.storage_quota_bytes),
+                services=self._services(),
             )
-            await loaded.activate(context)
+            self.bus.attach(manifest.id, loaded)
+            self._commands.attach(manifest.id, manifest.commands, loaded)
+            with callchain.entering(manifest.id):
+                await loaded.activate(context)
         except Exception as exc:
-            if context is not None:
-                context.close()
+            self._release(manifest.id, context)
             if loaded is not None:
                 await loaded.close()
             if not isinstance(exc, HostrtError):
@@ -271,6 +292,31 @@ class Host:
         self._set(record, PluginState.ACTIVE, None)
         loaded.on_crash(lambda error: self._on_crash(record, loaded, error))
 
+    def _services(self) -> HostServices:
+        loop = asyncio.get_running_loop()
+        self.bus.bind_loop(loop)
+        return HostServices(bus=self.bus, methods=self.methods, commands=self._commands, loop=loop)
+
+    def _event_declarations(self, manifest: Manifest) -> list[EventDeclaration]:
+        return [
+            EventDeclaration(
+                decl.name,
+                manifest.id,
+                PayloadSpec(f"event '{decl.name}'", decl.payload_schema, decl.max_payload_bytes),
+                decl.description,
+            )
+            for decl in manifest.events
+        ]
+
+    def _release(self, plugin_id: str, context: ActivationContext | None) -> None:
+        """Take a stopping plugin off the bus and the command list and close
+        its context: from here on nothing reaches it and it reaches nothing."""
+        self.bus.detach(plugin_id)
+        self.bus.undeclare_owner(plugin_id)
+        self._commands.detach(plugin_id)
+        if context is not None:
+            context.close()
+
     def _on_crash(self, record: PluginRecord, loaded: LoadedPlugin, error: PluginError) -> None:
         """A runtime reports that an active plugin failed between entries."""
         asyncio.get_running_loop().create_task(self._crashed(record, loaded, error))
@@ -281,8 +327,7 @@ class Host:
                 return  # already deactivated or replaced
             context = record._context
             record._loaded = record._context = None
-            if context is not None:
-                context.close()
+            self._release(record.id, context)
             await loaded.close()
             self._set(record, PluginState.FAILED, error)
 
@@ -324,17 +369,21 @@ class Host:
         loaded, context = record._loaded, record._context
         record._loaded = record._context = None
         error: HostrtError | None = None
+        # No events or commands reach a deactivating plugin; it may still
+        # emit its own events from deactivate.
+        self.bus.detach(plugin_id)
+        self._commands.detach(plugin_id)
         try:
             if loaded is not None:
-                await loaded.deactivate()
+                with callchain.entering(plugin_id):
+                    await loaded.deactivate()
         except HostrtError as exc:
             error = exc
         except Exception as exc:  # a bug, not the plugin's doing: still unload it
             log.exception("unexpected error deactivating plugin %s", record.id)
             error = PluginError(record.id, f"internal error while deactivating: {type(exc).__name__}")
         finally:
-            if context is not None:
-                context.close()
+            self._release(plugin_id, context)
             if loaded is not None:
                 await loaded.close()
         self._set(record, PluginState.INACTIVE, error)
@@ -384,6 +433,94 @@ class Host:
             if record.state is PluginState.DISABLED:
                 self._set(record, PluginState.INACTIVE, None)
         return record
+
+    # -- events, host methods and commands ----------------------------------
+
+    def declare_event(
+        self,
+        name: str,
+        *,
+        schema: dict[str, Any] | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        description: str | None = None,
+    ) -> None:
+        """Declare an event the host emits (``app.started``...). Plugins
+        subscribe to it with ``events.subscribe:<name>``; only the host can
+        emit it. Raises HostrtError for a bad name or schema and EventError
+        if the name is already declared (by the host or an active plugin).
+        """
+        if not is_valid_name(name):
+            raise EventError(f"event name {name!r} is not a valid name (dot-separated parts of letters, "
+                             "digits, '_' and '-')")
+        if schema is not None:
+            problems = schema_problems(schema)
+            if problems:
+                listed = "; ".join(f"{path}: {message}" for path, message in problems[:5])
+                raise EventError(f"event '{name}': invalid schema: {listed}")
+        if type(max_payload_bytes) is not int or not 1 <= max_payload_bytes <= MAX_PAYLOAD_BYTES:
+            raise EventError(f"event '{name}': max_payload_bytes must be 1..{MAX_PAYLOAD_BYTES}")
+        existing = self.bus.declaration(name)
+        if existing is not None and existing.owner == HOST:
+            raise EventError(f"event '{name}' is already declared by the host")
+        self.bus.declare([EventDeclaration(name, HOST, PayloadSpec(f"event '{name}'", schema, max_payload_bytes),
+                                           description)])
+
+    async def emit(self, name: str, payload: Any = None) -> EventDelivery:
+        """Emit a host-declared event and wait until every subscriber has
+        handled it; return what became of it (delivered, failed, dropped...).
+
+        The payload is checked first: PayloadError (naming the event, the
+        JSON path and the problem) if it fails its schema or size, EventError
+        if the host did not declare ``name``. Handler errors never raise
+        here: they are in the returned :class:`EventDelivery`. Called from a
+        host method while a plugin's handler waits on it, the emit does not
+        wait for that plugin (see ``EventDelivery.pending``).
+        """
+        self.bus.bind_loop(asyncio.get_running_loop())
+        emission = self.bus.publish(HOST, name, payload, plain=True)
+        return await self.bus.wait(emission)
+
+    async def events_idle(self) -> None:
+        """Wait until every event emitted so far (and every event emitted by
+        their handlers) has been delivered."""
+        await self.bus.idle()
+
+    def expose(
+        self,
+        name: str,
+        fn: HostFunction,
+        *,
+        params_schema: dict[str, Any] | None = None,
+        result_max_bytes: int | None = None,
+        max_params_bytes: int | None = None,
+        page_size: int | None = None,
+        max_page_size: int | None = None,
+        description: str | None = None,
+    ) -> HostMethod:
+        """Expose ``fn`` to plugins holding ``host.call:<name>``; see
+        :meth:`hostrt.hostmethods.HostMethods.expose` for the parameters."""
+        options: dict[str, Any] = {}
+        if result_max_bytes is not None:
+            options["result_max_bytes"] = result_max_bytes
+        if max_params_bytes is not None:
+            options["max_params_bytes"] = max_params_bytes
+        return self.methods.expose(name, fn, params_schema=params_schema, page_size=page_size,
+                                   max_page_size=max_page_size, description=description, **options)
+
+    async def invoke(self, plugin_id: str, name: str, params: Any = None) -> Any:
+        """Run command ``name`` of an active plugin and return its result.
+
+        Parameters and result are checked against the command's declaration
+        (PayloadError); the handler runs under the plugin's time limit.
+        Raises CommandNotFoundError if the plugin is not active or has not
+        registered the command, and PluginError (naming plugin, command,
+        file and line) if the handler fails.
+        """
+        return await self._commands.invoke(plugin_id, name, params)
+
+    def commands(self) -> list[CommandInfo]:
+        """The commands active plugins offer right now, for host UIs."""
+        return self._commands.list()
 
     # -- settings (host side: no capability needed) ---------------------------
 

@@ -347,6 +347,10 @@ class CommandDecl(_Strict):
         default_factory=dict, description="JSON Schema of the parameters."
     )
     result_schema: JsonSchema | None = Field(None, description="JSON Schema of the result.")
+    max_payload_bytes: int = Field(
+        DEFAULT_MAX_PAYLOAD_BYTES, ge=1, le=MAX_PAYLOAD_BYTES,
+        description="Largest parameters and largest result, each in UTF-8 bytes of compact JSON.",
+    )
     description: str | None = Field(None, max_length=1000)
 
     @field_validator("description")

@@ -145,6 +145,30 @@ class LoadedPlugin(ABC):
         is not JSON or breaks a limit.
         """
 
+    async def deliver_event(self, handler_ids: list[int], payload_json: str, info: dict[str, Any]) -> list[PluginError]:
+        """Deliver one event to the plugin's handlers ``handler_ids`` (ids
+        the runtime gave them when the plugin subscribed), in that order,
+        as one entry under the plugin's time limit. Each handler gets a
+        fresh copy of the payload (``payload_json`` is its JSON text) and
+        ``info`` (``{"name": ..., "source": ...}``); an async JavaScript
+        handler is awaited before the next one starts.
+
+        Returns the errors of the handlers that threw (the others still
+        ran). Raises a PluginError subclass if the entry as a whole failed:
+        a limit was broken (the plugin is then stopped and reported through
+        :meth:`on_crash`, as for any entry after activation)."""
+        raise PluginError(self.source.plugin_id, "this runtime cannot deliver events yet")
+
+    async def run_command(self, handler_id: int, name: str, params_json: str) -> Any:
+        """Call command handler ``handler_id`` (registered for command
+        ``name``) with the parameters (JSON text) as one entry under the
+        plugin's time limit, awaiting a returned promise, and return the
+        result as fresh JSON data. Raises a PluginError subclass naming the
+        command, file and line if the handler throws, returns something
+        that is not JSON or breaks a limit (a broken limit stops the
+        plugin, as in :meth:`deliver_event`)."""
+        raise PluginError(self.source.plugin_id, "this runtime cannot run commands yet")
+
     def on_crash(self, callback: "Callable[[PluginError], None]") -> None:
         """Ask to be told, through ``callback(error)``, when the plugin fails
         on its own after activation (plugin code the runtime runs without
@@ -172,6 +196,18 @@ async def load_or_close(plugin: _Loaded, loading: Awaitable[None]) -> _Loaded:
     return plugin
 
 
+def reworded(error: PluginError, reason: str) -> PluginError:
+    """``error`` with another reason: same type, plugin, place and traceback."""
+    return type(error)(
+        error.plugin_id,
+        reason,
+        file=error.file,
+        line=error.line,
+        column=error.column,
+        plugin_traceback=error.plugin_traceback,
+    )
+
+
 def combined_error(plugin_id: str, errors: list[PluginError], doing: str) -> PluginError:
     """One error standing for several from the same step (every disposer
     runs even if some fail): the first, with the count when there were
@@ -180,11 +216,4 @@ def combined_error(plugin_id: str, errors: list[PluginError], doing: str) -> Plu
     first = next((e for e in errors if isinstance(e, BudgetExceededError)), errors[0])
     if len(errors) == 1:
         return first
-    return type(first)(
-        plugin_id,
-        f"{len(errors)} errors during {doing}; first: {first.reason}",
-        file=first.file,
-        line=first.line,
-        column=first.column,
-        plugin_traceback=first.plugin_traceback,
-    )
+    return reworded(first, f"{len(errors)} errors during {doing}; first: {first.reason}")

@@ -30,7 +30,9 @@ Time is bounded in three layers:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
+import json
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -44,8 +46,9 @@ from ..errors import (
     PluginCompileError,
     PluginError,
 )
-from .base import LoadedPlugin, PluginSource, Runtime, combined_error, load_or_close
+from .base import LoadedPlugin, PluginSource, Runtime, combined_error, load_or_close, reworded
 from .pysandbox import (
+    HandlerTable,
     PluginCompileFailure,
     Reporter,
     Sandbox,
@@ -150,6 +153,7 @@ class LoadedPythonPlugin(LoadedPlugin):
         self._deactivate_fn: Callable[..., Any] | None = None
         self._ctx: Any = None
         self._gate: Any = None
+        self._handlers = HandlerTable()
         self._on_crash: Callable[[PluginError], None] | None = None
 
     # -- public API ------------------------------------------------------------
@@ -187,21 +191,61 @@ class LoadedPythonPlugin(LoadedPlugin):
         if fn is None or not callable(fn) or name.startswith("_"):
             raise PluginError(self.source.plugin_id, f"{self.source.display_file} does not define a function "
                               f"{name}()", file=self.source.display_file)
+        return await self._call_for_json(f"{name}()", lambda: fn(*copies))
 
+    async def _call_for_json(self, what: str, call: Callable[[], Any]) -> Any:
+        """Run ``call()`` as one entry and return its result as fresh JSON
+        data (converted inside the entry, so no plugin object leaves it)."""
         def body() -> str:
-            result = fn(*copies)
+            result = call()
             try:
                 return jsonvalue.encode(result, path="$result")
             except jsonvalue.JSONValueError as exc:
-                raise TypeError(f"{name}() returned a value that is not JSON: {exc}") from None
+                raise TypeError(f"{what} returned a value that is not JSON: {exc}") from None
 
+        return jsonvalue.decode(await self._entry_after_activation(body))
+
+    async def _entry_after_activation(self, body: Callable[[], Any]) -> Any:
+        """An entry the host starts in an active plugin: as in every
+        runtime, a plugin that runs past its limit there is stopped and the
+        host told (:meth:`on_crash`)."""
         try:
-            return jsonvalue.decode(await self._enter(body))
+            return await self._enter(body)
         except BudgetExceededError as exc:
-            # As in every runtime, a plugin that ran past its limit outside
-            # activate/deactivate is stopped and the host told.
             self._crash(exc)
             raise
+
+    async def deliver_event(self, handler_ids: list[int], payload_json: str, info: dict[str, Any]) -> list[PluginError]:
+        """Call the handlers in order, each with a fresh copy of the payload
+        (and ``info`` if it takes two arguments), as one entry. A handler
+        that raises is reported and the next one still runs."""
+        errors: list[PluginError] = []
+        doing = f"handler of event '{info.get('name')}'"
+
+        def body() -> None:
+            for handler_id in handler_ids:
+                entry = self._handlers.get(handler_id)
+                if entry is None:
+                    continue  # disposed since the event was queued
+                fn, with_info = entry
+                payload = json.loads(payload_json)
+                args = (payload, dict(info)) if with_info else (payload,)
+                self._collect(errors, doing, fn, *args)
+
+        await self._entry_after_activation(body)
+        return [reworded(error, f"{doing}: {error.reason}") for error in errors]
+
+    async def run_command(self, handler_id: int, name: str, params_json: str) -> Any:
+        """Call the command's handler with a fresh copy of the parameters
+        as one entry; return its result as fresh JSON data."""
+        entry = self._handlers.get(handler_id)
+        if entry is None:
+            raise PluginError(self.source.plugin_id, f"command '{name}' has no handler any more")
+        fn = entry[0]
+        try:
+            return await self._call_for_json(f"command '{name}'", lambda: fn(json.loads(params_json)))
+        except PluginError as exc:
+            raise reworded(exc, f"command '{name}' failed: {exc.reason}") from None
 
     def on_crash(self, callback: Callable[[PluginError], None]) -> None:
         """``callback(error)`` runs when a call into the active plugin ran
@@ -222,7 +266,8 @@ class LoadedPythonPlugin(LoadedPlugin):
             raise LifecycleError(f"plugin '{self.source.plugin_id}' is closed")
         if self._ctx is not None:
             raise LifecycleError(f"plugin '{self.source.plugin_id}' is already active")
-        facade = build_context(ctx, self._sandbox.budget.check)
+        budget = self._sandbox.budget
+        facade = build_context(ctx, budget.check, budget.remaining, self._handlers)
         self._ctx, self._gate = facade, ctx
         activate = self._activate_fn
         assert activate is not None
@@ -247,6 +292,7 @@ class LoadedPythonPlugin(LoadedPlugin):
             for disposable in reversed(subscriptions_of(facade)):
                 self._collect(errors, "a disposer", lambda d=disposable: d.dispose())
             release_subscriptions(facade)
+            self._handlers.clear()
             try:
                 gate.dispose_all()
             except Exception as exc:  # host code: report, but keep going
@@ -345,7 +391,10 @@ class LoadedPythonPlugin(LoadedPlugin):
         await lock.acquire()
         loop = asyncio.get_running_loop()
         try:
-            future = loop.run_in_executor(self._executor, self._run_entry, body)
+            # The entry sees the host's context variables (the call chain
+            # of hostrt.callchain), as a JavaScript entry does.
+            context = contextvars.copy_context()
+            future = loop.run_in_executor(self._executor, context.run, self._run_entry, body)
         except BaseException:
             lock.release()
             raise

@@ -19,7 +19,7 @@ One job per module:
 docs/python-plugins.md is the author-facing description.
 """
 
-from .facade import build_context, release_subscriptions, subscriptions_of
+from .facade import HandlerTable, build_context, release_subscriptions, subscriptions_of
 from .modules import ALLOWED_MODULES
 from .policy import CompileProblem, PluginCompileFailure, compile_plugin
 from .refusals import BudgetInterrupt, SandboxImportError, SandboxLimitError, SandboxPolicyError
@@ -30,6 +30,7 @@ __all__ = [
     "ALLOWED_MODULES",
     "BudgetInterrupt",
     "CompileProblem",
+    "HandlerTable",
     "PluginCompileFailure",
     "Reporter",
     "Sandbox",

@@ -126,6 +126,12 @@ class Budget:
         (whether or not a check has noticed yet)."""
         return self._state == _EXCEEDED or _monotonic() > self._deadline
 
+    def remaining(self) -> float:
+        """Seconds left in the running entry (0 outside one)."""
+        if self._state != _RUNNING:
+            return 0.0
+        return max(0.0, self._deadline - _monotonic())
+
     @property
     def running(self) -> bool:
         return self._state == _RUNNING

@@ -6,6 +6,9 @@ Same names as the JavaScript API::
     ctx.log.debug/info/warn/warning/error(message, fields=None)
     ctx.storage.get(key, default=None) / set(key, value) / delete(key) / keys(prefix="")
     ctx.settings.get(key) / all() / set(key, value)
+    ctx.events.on(pattern, handler) -> Disposable / emit(name, payload)
+    ctx.host.call(method, params=None) -> result
+    ctx.commands.register(name, handler) -> Disposable
     ctx.subscriptions.append(disposable)
 
 Each facade object holds the gate (:class:`hostrt.context.ActivationContext`)
@@ -25,7 +28,10 @@ cleans up errors on the way back:
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
+import types
 from typing import Any, Callable
 
 from ...errors import HostrtError
@@ -184,6 +190,143 @@ class Settings(Facade):
         return "<ctx.settings>"
 
 
+class HandlerTable:
+    """Host side: the plugin functions registered as event and command
+    handlers, by the id the host knows them by. Never reachable from plugin
+    code (it lives in underscore slots)."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[int, tuple[Callable[..., Any], bool]] = {}
+        self._next = 1
+        self._lock = threading.Lock()
+
+    def add(self, fn: Callable[..., Any]) -> int:
+        with self._lock:
+            handler_id, self._next = self._next, self._next + 1
+            self._handlers[handler_id] = (fn, _takes_two(fn))
+        return handler_id
+
+    def remove(self, handler_id: int) -> None:
+        with self._lock:
+            self._handlers.pop(handler_id, None)
+
+    def get(self, handler_id: int) -> tuple[Callable[..., Any], bool] | None:
+        """The handler and whether it takes the event info as a second argument."""
+        return self._handlers.get(handler_id)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._handlers.clear()
+
+
+def _takes_two(fn: Any) -> bool:
+    """Does ``fn`` accept two positional arguments? (Handlers may take the
+    payload alone, or the payload and the event's name and source.) Read
+    from the code object, so no plugin code runs."""
+    drop = 0
+    if type(fn) is types.MethodType:
+        fn, drop = fn.__func__, 1
+    if type(fn) is not types.FunctionType:
+        return False
+    code = fn.__code__
+    return bool(code.co_flags & 0x04) or code.co_argcount - drop >= 2
+
+
+class Disposable(Facade):
+    """What ``ctx.events.on`` and ``ctx.commands.register`` return:
+    ``dispose()`` undoes the registration (idempotent)."""
+
+    __slots__ = ("_undo",)
+
+    def __init__(self, token: object, undo: Callable[[], None]) -> None:
+        self._check_token(token)
+        self._set(_undo=[undo])
+
+    def dispose(self) -> None:
+        if self._undo:
+            self._undo.pop()()
+
+    def __repr__(self) -> str:
+        return "<Disposable>"
+
+
+def _registration(handlers: HandlerTable, call: Callable[..., Any], register: Callable[..., Any],
+                  unregister: Callable[..., Any], name: Any, handler: Any) -> Disposable:
+    """Register ``handler`` through the gate and return its Disposable."""
+    if not callable(handler):
+        raise TypeError("the handler must be a function")
+    handler_id = handlers.add(handler)
+    try:
+        call(register, name, handler_id)
+    except BaseException:
+        handlers.remove(handler_id)
+        raise
+
+    def undo() -> None:
+        handlers.remove(handler_id)
+        call(unregister, handler_id)
+
+    return Disposable(_TOKEN, undo)
+
+
+class Events(Facade):
+    """``ctx.events``: emit declared events (``events.publish:<name>``) and
+    subscribe to events (``events.subscribe:<pattern>``)."""
+
+    __slots__ = ("_gate", "_call", "_handlers")
+
+    def __init__(self, token: object, gate: Any, call: Callable[..., Any], handlers: HandlerTable) -> None:
+        self._check_token(token)
+        self._set(_gate=gate, _call=call, _handlers=handlers)
+
+    def emit(self, name: Any, payload: Any = None) -> None:
+        self._call(self._gate.events_emit, name, payload)
+
+    def on(self, pattern: Any, handler: Any) -> Disposable:
+        gate = self._gate
+        return _registration(self._handlers, self._call, gate.events_subscribe, gate.events_unsubscribe,
+                             pattern, handler)
+
+    def __repr__(self) -> str:
+        return "<ctx.events>"
+
+
+class Commands(Facade):
+    """``ctx.commands``: answer commands the manifest declares."""
+
+    __slots__ = ("_gate", "_call", "_handlers")
+
+    def __init__(self, token: object, gate: Any, call: Callable[..., Any], handlers: HandlerTable) -> None:
+        self._check_token(token)
+        self._set(_gate=gate, _call=call, _handlers=handlers)
+
+    def register(self, name: Any, handler: Any) -> Disposable:
+        gate = self._gate
+        return _registration(self._handlers, self._call, gate.commands_register, gate.commands_unregister,
+                             name, handler)
+
+    def __repr__(self) -> str:
+        return "<ctx.commands>"
+
+
+class HostApi(Facade):
+    """``ctx.host``: methods the host application exposes (``host.call:<name>``)."""
+
+    __slots__ = ("_gate", "_call", "_remaining")
+
+    def __init__(self, token: object, gate: Any, call: Callable[..., Any], remaining: Callable[[], float]) -> None:
+        self._check_token(token)
+        self._set(_gate=gate, _call=call, _remaining=remaining)
+
+    def call(self, method: Any, params: Any = None) -> Any:
+        # The host answers on its own loop; the plugin waits at most for
+        # what is left of its entry's time.
+        return json.loads(self._call(self._gate.host_call_blocking, method, params, self._remaining()))
+
+    def __repr__(self) -> str:
+        return "<ctx.host>"
+
+
 class Subscriptions(Facade):
     """``ctx.subscriptions``: disposables the runtime disposes, newest first,
     when the plugin is deactivated."""
@@ -210,9 +353,10 @@ class Subscriptions(Facade):
 class Context(Facade):
     """``ctx`` itself."""
 
-    __slots__ = ("_plugin", "_log", "_storage", "_settings", "_subscriptions")
+    __slots__ = ("_plugin", "_log", "_storage", "_settings", "_events", "_host", "_commands", "_subscriptions")
 
-    def __init__(self, token: object, gate: Any, check_budget: Callable[[], Any]) -> None:
+    def __init__(self, token: object, gate: Any, check_budget: Callable[[], Any],
+                 remaining: Callable[[], float], handlers: HandlerTable) -> None:
         self._check_token(token)
         call = gate_caller(gate.plugin_id, check_budget)
         self._set(
@@ -220,6 +364,9 @@ class Context(Facade):
             _log=Log(_TOKEN, gate, call),
             _storage=Storage(_TOKEN, gate, call),
             _settings=Settings(_TOKEN, gate, call),
+            _events=Events(_TOKEN, gate, call, handlers),
+            _host=HostApi(_TOKEN, gate, call, remaining),
+            _commands=Commands(_TOKEN, gate, call, handlers),
             _subscriptions=Subscriptions(_TOKEN),
         )
 
@@ -240,6 +387,18 @@ class Context(Facade):
         return self._settings
 
     @property
+    def events(self) -> Events:
+        return self._events
+
+    @property
+    def host(self) -> HostApi:
+        return self._host
+
+    @property
+    def commands(self) -> Commands:
+        return self._commands
+
+    @property
     def subscriptions(self) -> Subscriptions:
         return self._subscriptions
 
@@ -247,10 +406,13 @@ class Context(Facade):
         return f"<ctx of plugin {self._plugin.id}>"
 
 
-def build_context(gate: Any, check_budget: Callable[[], Any]) -> Context:
+def build_context(gate: Any, check_budget: Callable[[], Any], remaining: Callable[[], float],
+                  handlers: HandlerTable) -> Context:
     """Build the facade for one activation around ``gate``; every call
-    through it first runs ``check_budget`` (the plugin's budget check)."""
-    return Context(_TOKEN, gate, check_budget)
+    through it first runs ``check_budget`` (the plugin's budget check);
+    ``remaining()`` is the time left in the running entry (a host call waits
+    no longer); handlers registered through it go into ``handlers``."""
+    return Context(_TOKEN, gate, check_budget, remaining, handlers)
 
 
 def subscriptions_of(ctx: Context) -> list[Any]:
