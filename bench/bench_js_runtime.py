@@ -52,9 +52,7 @@ import asyncio
 import contextlib
 import gc
 import json
-import math
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -66,7 +64,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from py_mini_racer import MiniRacer, mini_racer  # noqa: E402
 
-from bench.units import fmt_time  # noqa: E402
+from bench.common import Row, alternate, fmt_mb, print_report, quiesce, request_payload  # noqa: E402
 from hostrt.capabilities import Capability  # noqa: E402
 from hostrt.context import ActivationContext  # noqa: E402
 from hostrt.grants import GrantManager  # noqa: E402
@@ -115,80 +113,6 @@ STORED_VALUE = {"value": 42, "tags": ["a", "b"]}
 STORED_JSON = json.dumps(STORED_VALUE, separators=(",", ":"))
 
 
-def request_payload() -> dict[str, Any]:
-    """A JSON object of about 400 bytes, the size of a typical command or
-    event payload."""
-    payload = {
-        "id": 1234,
-        "command": "notes.search",
-        "user": {"name": "Ada Lovelace", "locale": "en-GB"},
-        "items": [{"name": f"item-{i}", "qty": i, "tags": ["red", "blue"], "ok": i % 2 == 0} for i in range(6)],
-    }
-    size = len(json.dumps(payload, separators=(",", ":")))
-    assert 350 <= size <= 450, size
-    return payload
-
-
-# -- statistics and printing ------------------------------------------------------
-
-
-def p95(values: list[float]) -> float:
-    """Nearest-rank 95th percentile."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
-
-
-def fmt_mb(mb: float) -> str:
-    return f"{mb:.2f} MB"
-
-
-class Row:
-    """One case: samples of hostrt and of its baseline, and the target.
-
-    ``absolute`` targets (memory) compare hostrt's median itself with the
-    target; the others compare the ratio of the medians.
-    """
-
-    def __init__(self, key: str, case: str, baseline: str, base: list[float], host: list[float], target: float,
-                 *, absolute: bool = False, fmt: Callable[[float], str] = fmt_time) -> None:
-        self.key, self.case, self.baseline, self.base, self.host = key, case, baseline, base, host
-        self.target, self.absolute, self.fmt = target, absolute, fmt
-
-    @property
-    def base_median(self) -> float:
-        return statistics.median(self.base)
-
-    @property
-    def host_median(self) -> float:
-        return statistics.median(self.host)
-
-    @property
-    def ratio(self) -> float:
-        return self.host_median / self.base_median
-
-    @property
-    def met(self) -> bool:
-        return (self.host_median if self.absolute else self.ratio) <= self.target
-
-    def target_text(self) -> str:
-        return f"<= {self.fmt(self.target)}" if self.absolute else f"<= {self.target:g}"
-
-    def short(self) -> str:
-        value = self.fmt(self.host_median) if self.absolute else f"ratio {self.ratio:.2f}"
-        return f"{self.key} {value}"
-
-    def lines(self) -> list[str]:
-        target = self.target_text()
-        line = (f"{self.case}: hostrt median {self.fmt(self.host_median)}, "
-                f"baseline ({self.baseline}) median {self.fmt(self.base_median)}, "
-                f"ratio {self.ratio:.2f} (target {target})")
-        if not self.met:
-            line += " MISSED"
-        detail = (f"    p95: hostrt {self.fmt(p95(self.host))}, baseline {self.fmt(p95(self.base))}; "
-                  f"{len(self.host)} hostrt / {len(self.base)} baseline samples")
-        return [line, detail]
-
-
 # -- plugins as the loader builds them ---------------------------------------------------
 
 
@@ -226,21 +150,6 @@ class Gates:
 
     def close(self) -> None:
         self.store.close()
-
-
-async def quiesce() -> None:
-    """Let work a previous run left on the loop (the channel's trailing
-    flush) finish, and collect garbage, outside any timed region."""
-    await asyncio.sleep(0.01)
-    gc.collect()
-
-
-async def alternate(rounds: int, first: Callable[[], Awaitable[None]], second: Callable[[], Awaitable[None]]) -> None:
-    """Run both sides ``rounds`` times, swapping which goes first."""
-    for i in range(rounds):
-        for side in ((first, second) if i % 2 == 0 else (second, first)):
-            await quiesce()
-            await side()
 
 
 # -- 1. cold activation --------------------------------------------------------------
@@ -547,18 +456,10 @@ def main() -> int:
     started = time.perf_counter()
     rows, counts = asyncio.run(timed_cases())
     rows.append(memory_case())
-    for row in rows:
-        for line in row.lines():
-            print(line)
     print("scripts hostrt evaluates in V8 per operation:")
     for line in counts:
         print(line)
-    met = [row for row in rows if row.met]
-    missed = [row for row in rows if not row.met]
-    print(f"summary: {len(met)} of {len(rows)} targets met ({time.perf_counter() - started:.0f} s)")
-    for label, group in (("met", met), ("MISSED", missed)):
-        if group:
-            print(f"    {label}: " + "; ".join(f"{row.short()} (target {row.target_text()})" for row in group))
+    print_report(rows, time.perf_counter() - started)
     return 0
 
 

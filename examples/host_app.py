@@ -1,9 +1,11 @@
 """A small host application embedding hostrt.
 
 Run with ``make demo``. It discovers the example plugins, grants what they
-request, activates them in dependency order, shows what each did, restarts
-to show that storage and grants persist, shows a revoked grant blocking a
-plugin, and shuts down cleanly. Exits non-zero if anything is not as
+request, activates them in dependency order, shows what each did, emits a
+host event, lets a plugin page through a host method, invokes plugin
+commands (one of which publishes an event others handle), restarts to show
+that storage and grants persist, shows a revoked grant blocking a plugin,
+and shuts down cleanly. Exits non-zero if anything is not as
 expected, so the demo doubles as a smoke test.
 """
 
@@ -15,9 +17,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hostrt import Host, PluginState
+from hostrt import Host, PayloadError, PluginState
 
 PLUGINS = Path(__file__).parent / "plugins"
+APP_VERSION = "2.4.1"
+#: What the host application owns and lets plugins read through a method.
+DOCUMENTS = [{"id": n, "title": title} for n, title in enumerate(
+    ["Roadmap", "Release checklist", "Budget 2027", "Team offsite", "Style guide", "Onboarding", "Changelog"], 1)]
 
 
 class PluginLogFormatter(logging.Formatter):
@@ -48,9 +54,28 @@ def show_states(host: Host) -> None:
         print(f"  {name:<10} invalid: {record.error}")
 
 
+def build_host(db: Path) -> Host:
+    """The host with the event and the method this application offers."""
+    host = Host(PLUGINS, db)
+    host.declare_event("app.started", description="The application finished starting.", schema={
+        "type": "object",
+        "properties": {"app": {"type": "string"}, "version": {"type": "string", "pattern": "^[0-9]+[.][0-9]+[.][0-9]+$"}},
+        "required": ["app", "version"],
+        "additionalProperties": False,
+    })
+
+    async def documents(params: dict, page) -> list[dict]:
+        # A paged method: hostrt takes limit/offset out of params, caps the
+        # limit at max_page_size, and cuts the page out of the list.
+        return DOCUMENTS
+
+    host.expose("workspace.documents", documents, max_page_size=3, description="The workspace's documents.")
+    return host
+
+
 async def run_once(db: Path, label: str) -> Host:
     print(f"\n== {label}")
-    host = Host(PLUGINS, db)
+    host = build_host(db)
     await host.discover()
     print("discovered:")
     show_states(host)
@@ -62,6 +87,34 @@ async def run_once(db: Path, label: str) -> Host:
     await host.activate_all()
     show_states(host)
     return host
+
+
+async def events_and_commands(host: Host) -> list[str]:
+    failures = []
+    print("\n== events, host methods and commands")
+    print("the host emits app.started:")
+    report = await host.emit("app.started", {"app": "notebook", "version": APP_VERSION})
+    print(f"  delivered to {', '.join(report.delivered)}; failed: {list(report.failed) or 'none'}")
+    if sorted(report.delivered) != ["digest-py"]:
+        failures.append(f"app.started reached {report.delivered}")
+    print("commands the active plugins offer:")
+    for command in host.commands():
+        print(f"  {command.plugin_id}: {command.name} - {command.description}")
+    print("the host invokes notes.add (notes-py publishes notes.added to its subscribers):")
+    number = await host.invoke("notes-py", "notes.add", {"text": "Plan the #launch party for the #release"})
+    await host.events_idle()
+    print(f"  note number {number}")
+    found = await host.invoke("notes-py", "notes.search", {"tag": "release"})
+    print(f"the host invokes notes.search for #release: {found}")
+    if len(found) < 3:
+        failures.append("notes.search did not find the new note")
+    print("a payload that breaks the event's schema never reaches a subscriber:")
+    try:
+        await host.emit("app.started", {"app": "notebook", "version": "latest"})
+        failures.append("an invalid app.started payload was accepted")
+    except PayloadError as exc:
+        print(f"  {exc.code}: {exc}")
+    return failures
 
 
 async def main() -> int:
@@ -76,6 +129,7 @@ async def main() -> int:
         for pid in host.plugins:
             keys = host.store.kv_keys(pid)
             print(f"  {pid}: {len(keys)} keys, {host.store.kv_usage(pid)} bytes ({', '.join(keys[:6])})")
+        failures += await events_and_commands(host)
         print("deactivating (dependents first):")
         await host.close()
 
@@ -101,7 +155,7 @@ async def main() -> int:
 
         print("\naudit log (newest first):")
         for entry in host.store.audit_log(limit=8):
-            print(f"  {entry.plugin_id or '-':<10} {entry.action:<10} {entry.detail}")
+            print(f"  {entry.plugin_id or '-':<10} {entry.action:<14} {entry.detail}")
         print("\nshutting down:")
         await host.close()
 

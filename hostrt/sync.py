@@ -13,8 +13,11 @@ from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .commands import CommandInfo
+from .events import EventDelivery
 from .grants import GrantManager
 from .host import Host, HostPolicy
+from .hostmethods import HostFunction, HostMethod
 from .lifecycle import PluginRecord, PluginState
 from .runtimes.base import Runtime
 
@@ -94,6 +97,26 @@ class SyncHost:
 
     def set_setting(self, plugin_id: str, key: str, value: Any) -> None:
         self._host.set_setting(plugin_id, key, value)
+
+    def declare_event(self, name: str, **options: Any) -> None:
+        self._host.declare_event(name, **options)
+
+    def emit(self, name: str, payload: Any = None) -> EventDelivery:
+        return self._run(self._host.emit(name, payload))
+
+    def events_idle(self) -> None:
+        self._run(self._host.events_idle())
+
+    def expose(self, name: str, fn: HostFunction, **options: Any) -> HostMethod:
+        """Like :meth:`Host.expose`; ``fn`` runs on the host's loop thread,
+        not the caller's."""
+        return self._host.expose(name, fn, **options)
+
+    def invoke(self, plugin_id: str, name: str, params: Any = None) -> Any:
+        return self._run(self._host.invoke(plugin_id, name, params))
+
+    def commands(self) -> list[CommandInfo]:
+        return self._host.commands()
 
     def close(self) -> None:
         """Close the host and stop the background loop. Idempotent."""

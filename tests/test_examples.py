@@ -30,4 +30,8 @@ def test_demo_host_app_runs_to_completion():
     assert "[hello-js] info: hello, world!  {'activations': 2}" in out.stdout
     assert "[slugs-js] info: 3 pages indexed  {'added': 3" in out.stdout
     assert "cafe-and-creme-brulee" in out.stdout
+    # Events, a paged host method and commands.
+    assert "[digest-py] info: host started notebook 2.4.1: 7 documents in 3 pages" in out.stdout
+    assert "[digest-py] info: new note 4: 'Plan the #launch party for the #release'" in out.stdout
+    assert "E_PAYLOAD: event 'app.started' from the host rejected at $.version" in out.stdout
     assert "Traceback" not in out.stdout + out.stderr

@@ -397,3 +397,19 @@ def activate(ctx):
 
 
 
+
+
+def test_the_blocking_host_offers_the_same_calls(plugins_dir, tmp_path):
+    from hostrt import SyncHost
+
+    write_plugin(plugins_dir, "greeter", GREETER, commands=[GREET_DECL], capabilities=["events.subscribe:app.*"])
+    with SyncHost(plugins_dir, tmp_path / "sync.db") as host:
+        host.declare_event("app.started")
+        host.expose("app.version", lambda params: "1.0")
+        host.discover()
+        host.grants.grant_requested("greeter")
+        host.activate_all()
+        assert host.invoke("greeter", "greet", {"who": "Sync"}) == "hello Sync"
+        assert [c.name for c in host.commands()] == ["greet"]
+        assert host.emit("app.started", {}).delivered == []
+        host.events_idle()

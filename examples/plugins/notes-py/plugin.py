@@ -1,4 +1,6 @@
-"""Stores notes under storage keys "note.<n>" and keeps a tag index."""
+"""Stores notes under storage keys "note.<n>", keeps a tag index, emits
+"notes.added" for each new note and answers the "notes.add" and
+"notes.search" commands."""
 
 import re
 from datetime import date
@@ -43,6 +45,22 @@ def activate(ctx):
     tags = ctx.storage.get("tags", {})
     summary = ", ".join(f"#{tag} x{len(notes)}" for tag, notes in sorted(tags.items()))
     ctx.log.info(f"{len(ctx.storage.keys('note.'))} notes; tags: {summary}", {"dropped": dropped})
+
+    def add(params):
+        text = params["text"]
+        number = add_note(ctx, text)
+        # Subscribers (the digest plugin, hello-js) hear about it; the
+        # host checks the payload against the schema in plugin.json first.
+        ctx.events.emit("notes.added", {"number": number, "text": text, "tags": TAG.findall(text)})
+        return number
+
+    def search(params):
+        numbers = ctx.storage.get("tags", {}).get(params["tag"], [])
+        found = [ctx.storage.get("note." + str(n)) for n in numbers]
+        return [note["text"] for note in found if note is not None]
+
+    ctx.commands.register("notes.add", add)
+    ctx.commands.register("notes.search", search)
 
 
 def deactivate(ctx):
