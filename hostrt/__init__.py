@@ -41,7 +41,7 @@ from .errors import (
     StorageError,
     StoreError,
 )
-from .events import EventDelivery, EventPolicy
+from .events import Event, EventDelivery, EventPolicy, HostSubscription
 from .grants import GrantManager
 from .host import Host, HostPolicy
 from .hostmethods import Page, PageRequest
@@ -58,6 +58,7 @@ __all__ = [
     "CommandInfo",
     "CommandNotFoundError",
     "DependencyError",
+    "Event",
     "EventDelivery",
     "EventDepthError",
     "EventError",
@@ -67,6 +68,7 @@ __all__ = [
     "Host",
     "HostMethodError",
     "HostPolicy",
+    "HostSubscription",
     "HostrtError",
     "LifecycleError",
     "Manifest",

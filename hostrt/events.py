@@ -24,6 +24,8 @@ Delivery (docs/events.md is the reference):
   plugin, as any entry does.
 - Events emitted while handling an event are one level deeper; past
   ``max_depth`` the emit is refused with EventDepthError.
+- The host subscribes too (:meth:`EventBus.subscribe_host`): its handlers
+  get an inbox of their own, in the same order.
 - The subscribe grant is read again for every delivery, and a plugin's
   subscriptions and inbox go when it is deactivated.
 """
@@ -32,13 +34,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
+import json
 import logging
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Union
 
 from . import callchain
-from .capabilities import Capability, scope_matches
+from .capabilities import Capability, parse_capability, scope_matches
 from .errors import (
     EventDepthError,
     EventError,
@@ -53,7 +58,7 @@ from .store import Store
 
 _log = logging.getLogger("hostrt.events")
 
-#: The name the host uses as an event's source.
+#: The host's name as an event's source (an id no plugin may take).
 HOST = "host"
 
 
@@ -92,6 +97,54 @@ class EventDeclaration:
     description: str | None = None
 
 
+@dataclass(frozen=True)
+class Event:
+    """An event as a host handler receives it: a fresh copy of the payload."""
+
+    name: str
+    #: ``"host"`` or the id of the plugin that emitted it.
+    source: str
+    payload: Any
+
+
+HostHandler = Callable[[Event], Union[None, Awaitable[None]]]
+
+
+class HostSubscription:
+    """What :meth:`EventBus.subscribe_host` returns; ``dispose()`` ends it."""
+
+    def __init__(self, bus: "EventBus", handler_id: int) -> None:
+        self._bus = bus
+        self._handler_id = handler_id
+
+    def dispose(self) -> None:
+        self._bus.unsubscribe(HOST, self._handler_id)
+        self._bus._host_handlers.pop(self._handler_id, None)
+
+
+class _HostSink:
+    """Delivers events to the host's own handlers (trusted code: no timeout)."""
+
+    def __init__(self, handlers: dict[int, HostHandler]) -> None:
+        self._handlers = handlers
+
+    async def deliver_event(self, handler_ids: list[int], payload_json: str, info: dict[str, Any]) -> list[PluginError]:
+        errors: list[PluginError] = []
+        for handler_id in handler_ids:
+            handler = self._handlers.get(handler_id)
+            if handler is None:
+                continue
+            try:
+                result = handler(Event(info["name"], info["source"], json.loads(payload_json)))
+                if inspect.isawaitable(result):
+                    await result
+            except Exception as exc:  # noqa: BLE001 - reported like a plugin handler's error
+                _log.exception("host handler for event '%s' failed", info["name"])
+                errors.append(PluginError(HOST, f"host handler for event '{info['name']}' failed: "
+                                          f"{type(exc).__name__}: {exc}"))
+        return errors
+
+
 @dataclass
 class EventDelivery:
     """What became of one emitted event, as :meth:`Host.emit` reports it.
@@ -103,7 +156,8 @@ class EventDelivery:
     source: str
     #: Plugins whose handlers all ran without error.
     delivered: list[str] = field(default_factory=list)
-    #: Plugins whose handlers (or the entry) failed, with the error.
+    #: Plugins whose handlers (or the entry) failed, with the error
+    #: (``"host"`` for the host's own handlers).
     failed: dict[str, PluginError] = field(default_factory=dict)
     #: Plugins that missed the event: their inbox was full.
     dropped: list[str] = field(default_factory=list)
@@ -159,6 +213,9 @@ class EventBus:
         self._declared: dict[str, EventDeclaration] = {}
         self._subscriptions: list[_Subscription] = []
         self._inboxes: dict[str, _Inbox] = {}
+        self._host_handlers: dict[int, HostHandler] = {}
+        self._next_host_handler = 1
+        self._inboxes[HOST] = _Inbox(HOST, _HostSink(self._host_handlers))
         self._loop: asyncio.AbstractEventLoop | None = None
         # Subscriptions change on plugin threads and the loop alike.
         self._lock = threading.Lock()
@@ -223,6 +280,22 @@ class EventBus:
                 raise HostrtError(f"plugin '{plugin_id}' has {len(mine)} event subscriptions, the most "
                                   "allowed; dispose some first")
             self._subscriptions.append(_Subscription(plugin_id, pattern, handler_id))
+
+    def subscribe_host(self, pattern: str, handler: HostHandler) -> HostSubscription:
+        """Call ``handler(event)`` (sync or async) for every event matching
+        ``pattern``, plugins' events included. No grant is involved; the
+        handler runs on the loop, in its own inbox (events in order)."""
+        try:
+            parse_capability("events.subscribe:" + pattern)
+        except (ValueError, TypeError) as exc:
+            raise HostrtError(f"invalid event pattern: {exc}") from None
+        if not callable(handler):
+            raise HostrtError("the handler must be callable")
+        with self._lock:
+            handler_id, self._next_host_handler = self._next_host_handler, self._next_host_handler + 1
+            self._host_handlers[handler_id] = handler
+            self._subscriptions.append(_Subscription(HOST, pattern, handler_id))
+        return HostSubscription(self, handler_id)
 
     def unsubscribe(self, plugin_id: str, handler_id: int) -> bool:
         """Forget one handler; True if it was subscribed."""
@@ -343,7 +416,8 @@ class EventBus:
         with self._lock:
             live = {s.handler_id for s in self._subscriptions if s.plugin_id == plugin_id}
         handler_ids = [h for h in handler_ids if h in live]
-        if not handler_ids or not self._grants.is_allowed(plugin_id, Capability("events.subscribe", emission.name)):
+        if not handler_ids or (plugin_id != HOST and not self._grants.is_allowed(
+                plugin_id, Capability("events.subscribe", emission.name))):
             self._finish(emission, plugin_id, skipped=True)
             return
         info = {"name": emission.name, "source": emission.source}
@@ -399,4 +473,14 @@ def _shown(name: Any) -> str:
     return f"of type {type(name).__name__}"
 
 
-__all__ = ["EventBus", "EventDeclaration", "EventDelivery", "EventPolicy", "EventSink", "HOST"]
+__all__ = [
+    "Event",
+    "EventBus",
+    "EventDeclaration",
+    "EventDelivery",
+    "EventPolicy",
+    "EventSink",
+    "HOST",
+    "HostHandler",
+    "HostSubscription",
+]

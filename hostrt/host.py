@@ -19,7 +19,7 @@ from . import callchain
 from .capabilities import Capability, is_valid_name, parse_capability
 from .commands import CommandInfo, CommandRegistry
 from .context import ActivationContext, ContextLimits, HostServices
-from .events import HOST, EventBus, EventDeclaration, EventDelivery, EventPolicy
+from .events import HOST, EventBus, EventDeclaration, EventDelivery, EventPolicy, HostHandler, HostSubscription
 from .hostmethods import HostFunction, HostMethod, HostMethods
 from .payloads import PayloadSpec
 from .schemas import schema_problems
@@ -479,6 +479,16 @@ class Host:
         self.bus.bind_loop(asyncio.get_running_loop())
         emission = self.bus.publish(HOST, name, payload, plain=True)
         return await self.bus.wait(emission)
+
+    def on(self, pattern: str, handler: HostHandler) -> HostSubscription:
+        """Subscribe the host itself to events matching ``pattern`` (``*``
+        matches any run of characters), plugins' events included:
+        ``handler(event)`` (sync or async) gets an :class:`~hostrt.events.Event`
+        with ``name``, ``source`` and a fresh copy of the ``payload``. Host
+        handlers run on the loop, one event at a time in emit order; an
+        exception is logged and reported like a plugin handler's.
+        ``dispose()`` on the result ends the subscription."""
+        return self.bus.subscribe_host(pattern, handler)
 
     async def events_idle(self) -> None:
         """Wait until every event emitted so far (and every event emitted by

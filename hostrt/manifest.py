@@ -145,6 +145,10 @@ def _duplicates(keys: list[Any]) -> list[tuple[int, int]]:
 # --- value checks shared by several fields ---------------------------------
 
 
+#: Ids no plugin may take.
+RESERVED_IDS = frozenset({"host"})
+
+
 def _check_id(value: str) -> str:
     if not _ID_RE.fullmatch(value):
         raise _invalid(
@@ -156,6 +160,8 @@ def _check_id(value: str) -> str:
     for bad in ("..", ".-", "-."):
         if bad in value:
             raise _invalid(f"{value!r} must not contain '{bad}'")
+    if value in RESERVED_IDS:
+        raise _invalid(f"{value!r} is reserved: events from the host name it as their source")
     return value
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .commands import CommandInfo
-from .events import EventDelivery
+from .events import EventDelivery, HostHandler, HostSubscription
 from .grants import GrantManager
 from .host import Host, HostPolicy
 from .hostmethods import HostFunction, HostMethod
@@ -103,6 +103,10 @@ class SyncHost:
 
     def emit(self, name: str, payload: Any = None) -> EventDelivery:
         return self._run(self._host.emit(name, payload))
+
+    def on(self, pattern: str, handler: HostHandler) -> HostSubscription:
+        """Like :meth:`Host.on`; ``handler`` runs on the host's loop thread."""
+        return self._host.on(pattern, handler)
 
     def events_idle(self) -> None:
         self._run(self._host.events_idle())

@@ -532,3 +532,59 @@ def test_declare_event_checks_its_arguments(plugins_dir, tmp_path, kwargs, match
             assert host.bus.declarations() == []
 
     run(main())
+
+
+def test_the_host_subscribes_to_plugin_events_in_order(plugins_dir, tmp_path, caplog):
+    write_plugin(plugins_dir, "pub", PUBLISHER, **PUBLISHER_MANIFEST)
+
+    async def main():
+        async with running(plugins_dir, tmp_path) as host:
+            host.declare_event("app.echo")
+            seen = []
+
+            async def record(event):
+                await asyncio.sleep(0)
+                seen.append((event.name, event.source, event.payload))
+
+            def broken(event):
+                raise RuntimeError("host handler bug")
+
+            subscription = host.on("greeting.*", record)
+            host.on("greeting.sent", broken)
+            # a host handler that emits an event it handles itself: no deadlock
+            reports = []
+
+            async def echo(event):
+                if event.name == "greeting.sent":
+                    reports.append(await host.emit("app.echo", {"of": event.payload["to"]}))
+                else:
+                    seen.append(("echo", event.payload))
+
+            host.on("*", echo)
+            await host.activate_all()
+            for to in ("a", "b"):
+                await host.invoke("pub", "send", {"event": "greeting.sent", "payload": {"to": to}})
+            await host.events_idle()
+            assert seen == [("greeting.sent", "pub", {"to": "a"}), ("echo", {"of": "a"}),
+                            ("greeting.sent", "pub", {"to": "b"}), ("echo", {"of": "b"})]
+            assert [r.pending for r in reports] == [["host"], ["host"]]
+            assert "host handler bug" in caplog.text
+            subscription.dispose()
+            report = await host.emit("app.echo", {"of": "host"})
+            assert report.delivered == ["host"]
+            await host.invoke("pub", "send", {"event": "greeting.sent", "payload": {"to": "c"}})
+            await host.events_idle()
+            assert ("greeting.sent", "pub", {"to": "c"}) not in seen
+
+    run(main())
+
+
+def test_a_plugin_cannot_take_the_hosts_name(plugins_dir, tmp_path):
+    write_plugin(plugins_dir, "host", PUBLISHER, **PUBLISHER_MANIFEST)
+
+    async def main():
+        async with running(plugins_dir, tmp_path) as host:
+            assert "host" not in host.plugins
+            assert "is reserved" in str(host.invalid["host"].error)
+
+    run(main())
