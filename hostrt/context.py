@@ -52,6 +52,10 @@ MAX_LOG_FIELDS_BYTES = 8192
 #: plugin cannot flood the host's log handlers.
 LOG_RECORDS_PER_SECOND = 200
 LOG_RECORDS_BURST = 1000
+#: Host method calls of one plugin running at once; more wait their turn,
+#: so a plugin firing thousands of calls without awaiting them cannot make
+#: the host run thousands of host functions concurrently.
+HOST_CALLS_IN_FLIGHT = 8
 LOG_LEVELS = {
     "debug": logging.DEBUG,
     "info": logging.INFO,
@@ -156,6 +160,7 @@ class ActivationContext:
         self._emit_budget = (
             TokenBucket(services.bus.policy.rate_per_s, services.bus.policy.burst) if services is not None else None
         )
+        self._host_call_slots: asyncio.Semaphore | None = None
         self._lock = threading.Lock()
         self._closed = False
 
@@ -301,6 +306,7 @@ class ActivationContext:
         ``handler_id``. Needs ``events.subscribe`` covering the pattern;
         the grant for each event is read again when it is delivered."""
         services = self._host()
+        _check_handler_id(handler_id)
         if type(pattern) is not str:
             raise HostrtError(f"event pattern must be a string, not {type(pattern).__name__}")
         try:
@@ -326,7 +332,11 @@ class ActivationContext:
         PayloadError, safe to show to the plugin."""
         services = self._host()
         self._enter(Capability("host.call", name if type(name) is str else ""))
-        return await services.methods.call(self._id, name, params, plain=plain)
+        if self._host_call_slots is None:
+            self._host_call_slots = asyncio.Semaphore(HOST_CALLS_IN_FLIGHT)
+        async with self._host_call_slots:
+            self._enter(None)  # the plugin may have stopped while this call waited
+            return await services.methods.call(self._id, name, params, plain=plain)
 
     def host_call_blocking(self, name: str, params: Any, timeout_s: float) -> str:
         """:meth:`host_call` from a plugin's own thread (the Python
@@ -352,6 +362,7 @@ class ActivationContext:
         ``handler_id`` answer the declared command ``name``."""
         services = self._host()
         self._enter(None)
+        _check_handler_id(handler_id)
         services.commands.register(self._id, name, handler_id)
 
     def commands_unregister(self, handler_id: int) -> bool:
@@ -385,6 +396,13 @@ class ActivationContext:
         """Dispose everything and refuse every later call."""
         self._closed = True
         self.dispose_all()
+
+
+def _check_handler_id(handler_id: Any) -> None:
+    """Handler ids come from the runtime (the JavaScript shim picks them), so
+    they are checked like any plugin value: small positive integers only."""
+    if type(handler_id) is not int or not 0 < handler_id < 2**53:
+        raise HostrtError("a handler id must be a positive integer")
 
 
 def _encode(value: Any, what: str, error: type[HostrtError], max_bytes: int, *, path: str = "$") -> str:

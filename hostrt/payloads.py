@@ -59,9 +59,19 @@ class PayloadSpec:
                 text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
             except (TypeError, ValueError, RecursionError) as exc:
                 raise self._error(source, "$", f"not plain JSON ({exc})") from None
-            size = len(text) if text.isascii() else len(text.encode("utf-8"))
+            try:
+                size = len(text) if text.isascii() else len(text.encode("utf-8"))
+            except UnicodeEncodeError:
+                raise self._error(source, "$", "a string holds a lone surrogate (not Unicode text)") from None
             if size > self.max_bytes:
                 raise self._too_large(source, size)
+            if text.count("[") + text.count("{") > jsonvalue.MAX_DEPTH:
+                # Only a value with that many brackets can be too deep: walk
+                # it then (the same depth rule as every other plugin value).
+                try:
+                    jsonvalue.check(json.loads(text))
+                except jsonvalue.JSONValueError as exc:
+                    raise self._error(source, jsonvalue.format_path("$", exc.loc), exc.reason) from None
         else:
             try:
                 text = jsonvalue.encode(value, max_bytes=self.max_bytes)

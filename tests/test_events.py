@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from hostrt import Host, HostPolicy, PluginState
-from hostrt.errors import EventError, PayloadError
+from hostrt.errors import EventError, HostrtError, PayloadError
 from hostrt.events import EventPolicy
 
 from conftest import write_plugin
@@ -586,5 +586,46 @@ def test_a_plugin_cannot_take_the_hosts_name(plugins_dir, tmp_path):
         async with running(plugins_dir, tmp_path) as host:
             assert "host" not in host.plugins
             assert "is reserved" in str(host.invalid["host"].error)
+
+    run(main())
+
+
+@pytest.mark.parametrize(
+    ("payload", "path", "reason"),
+    [
+        ({"v": "\ud800"}, "$", "lone surrogate"),
+        (json.loads("[" * 70 + "]" * 70), "$" + "[0]" * 64, "64 levels"),
+        ({"v": float("inf")}, "$", "not plain JSON"),
+        ({"v": {1, 2}}, "$", "not plain JSON"),
+    ],
+)
+def test_values_parsed_from_json_text_get_the_same_checks(payload, path, reason):
+    """Values from JavaScript (parsed from the bridge's JSON text) and from
+    the host skip the type-by-type walk; the rules still hold."""
+    from hostrt.payloads import PayloadSpec
+
+    spec = PayloadSpec("event 'x'", None, 10_000)
+    with pytest.raises(PayloadError) as caught:
+        spec.check(payload, "a-plugin", plain=True)
+    assert caught.value.json_path.startswith(path[:30]) and reason in caught.value.reason
+    # and the Python plugin path (walked) refuses them too
+    with pytest.raises(PayloadError):
+        spec.check(payload, "a-plugin")
+
+
+def test_handler_ids_from_a_runtime_are_checked(plugins_dir, tmp_path):
+    write_plugin(plugins_dir, "sub", "def activate(ctx):\n    pass\n", capabilities=["events.subscribe:app.*"],
+                 commands=[{"name": "run"}])
+
+    async def main():
+        async with running(plugins_dir, tmp_path) as host:
+            await host.activate_all()
+            gate = host.plugins["sub"]._context
+            for bad in ("x" * 1000, -1, 0, 2**60, 1.5, True, [1]):
+                with pytest.raises(HostrtError, match="handler id"):
+                    gate.events_subscribe("app.*", bad)
+                with pytest.raises(HostrtError, match="handler id"):
+                    gate.commands_register("run", bad)
+            assert host.bus.subscriptions("sub") == [] and host.commands() == []
 
     run(main())
