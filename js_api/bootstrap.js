@@ -13,8 +13,11 @@
 // Protocol. The host drives the isolate with one eval per exchange:
 //     __hostrt_pump("<JSON array of inbound messages>")  -> "<JSON array>"
 // returning every outbound message queued since the last exchange.
-//   inbound:  ["enter", entryId, target, args]   run activate/deactivate/a timer
-//             ["reply", callId, ok, valueOrError]  settle a host call
+//   inbound:  ["enter", entryId, target, args]   run activate/deactivate/a timer,
+//                                                 an exported function, event
+//                                                 handlers or a command handler
+//             ["reply", callId, ok, valueOrError]  settle a host call (some are
+//                                                 answered in a later exchange)
 //   outbound: ["call", callId, op, args]  ["log", level, message, fields]
 //             ["done", entryId, ok, valueOrError]
 //             ["timer", timerId, delayMs]  ["untimer", timerId]
@@ -39,6 +42,7 @@
   const TypeErrorCtor = TypeError;
   const RangeErrorCtor = RangeError;
   const PromiseCtor = Promise;
+  const promiseResolve = Promise.resolve;
   const promiseThen = Promise.prototype.then;
   const MapCtor = Map;
   const mapGet = Map.prototype.get;
@@ -60,6 +64,7 @@
   const mapSize = (m) => ReflectApply(mapSizeGetter, m, []);
   const slice = (s, a, b) => ReflectApply(stringSlice, s, [a, b]);
   const then = (p, ok, bad) => ReflectApply(promiseThen, p, [ok, bad]);
+  const resolved = (v) => ReflectApply(promiseResolve, PromiseCtor, [v]);
   const isThenable = (v) => {
     if (v === null || (typeof v !== "object" && typeof v !== "function")) return false;
     return typeof v.then === "function";
@@ -630,6 +635,49 @@
     send('["log",' + JSONStringify(level) + "," + JSONStringify(clip(text)) + "," + f + "]");
   };
 
+  // -- event and command handlers -------------------------------------------------
+  // The plugin's handlers stay here, under ids the shim gives them; the host
+  // knows only the ids, and it decides (grants, declarations, limits)
+  // whether a registration stands. Registering returns a disposable at once;
+  // a registration the host refuses is removed again, rejects its
+  // `registered` promise and, if nobody looked at that promise, is reported
+  // in the plugin's log.
+  let nextHandler = 1;
+  const eventHandlers = new MapCtor();
+  const commandHandlers = new MapCtor();
+  const register = (handlers, op, undoOp, name, handler, what) => {
+    if (typeof name !== "string") {
+      throw new TypeErrorCtor(what + "(): the " + (op === "events.on" ? "pattern" : "name") + " must be a string");
+    }
+    if (typeof handler !== "function") throw new TypeErrorCtor(what + "(): the handler must be a function");
+    const id = nextHandler++;
+    ReflectApply(mapSet, handlers, [id, handler]);
+    let asked;
+    try { asked = call(op, [name, id]); } catch (e) { ReflectApply(mapDelete, handlers, [id]); throw e; }
+    let disposed = false;
+    let watched = false;
+    const registered = then(asked, () => undefined, (e) => {
+      disposed = true;
+      ReflectApply(mapDelete, handlers, [id]);
+      if (!watched) send('["error",' + JSONStringify(what) + "," + errorText(e) + "]");
+      throw e;
+    });
+    then(registered, undefined, () => {});  // reported above, or to whoever awaits it
+    return ObjectFreeze({
+      // Idempotent; resolves once the host has dropped the registration
+      // (never rejects: a plugin that is no longer active has none left).
+      dispose() {
+        if (disposed) return resolved(undefined);
+        disposed = true;
+        ReflectApply(mapDelete, handlers, [id]);
+        let undone;
+        try { undone = call(undoOp, [id]); } catch (_) { return resolved(undefined); }
+        return then(undone, () => undefined, () => undefined);
+      },
+      get registered() { watched = true; return registered; },
+    });
+  };
+
   // -- ctx -----------------------------------------------------------------------
   const method = (fn) => ObjectFreeze(fn);
   const logApi = ObjectCreate(null);
@@ -650,6 +698,18 @@
       get: method((key) => call("settings.get", [key])),
       all: method(() => call("settings.all", [])),
       set: method((key, value) => call("settings.set", [key, value])),
+    }),
+    events: ObjectFreeze({
+      on: method((pattern, handler) =>
+        register(eventHandlers, "events.on", "events.off", pattern, handler, "ctx.events.on")),
+      emit: method((name, payload) => then(call("events.emit", [name, optional(payload)]), () => undefined)),
+    }),
+    host: ObjectFreeze({
+      call: method((name, params) => call("host.call", [name, optional(params)])),
+    }),
+    commands: ObjectFreeze({
+      register: method((name, handler) =>
+        register(commandHandlers, "commands.register", "commands.unregister", name, handler, "ctx.commands.register")),
     }),
     subscriptions: [],
   });
@@ -773,6 +833,11 @@
     return typeof fn === "function" ? fn : null;
   };
 
+  // Errors of one event entry sent to the host in full; of the rest (a
+  // plugin may have a thousand handlers) only a short summary.
+  const MAX_REPORTED = 10;
+  const short = (s) => (s.length > 200 ? slice(s, 0, 200) + "... [cut]" : s);
+
   // Runs each step in turn, awaiting the promises they return, and resolves
   // once all ran; every failure is added to `errors` (one failing step does
   // not stop the rest).
@@ -783,10 +848,12 @@
       while (i < steps.length) {
         const step = steps[i++];
         let r;
-        try { r = step(); } catch (e) { failed(e); continue; }
-        if (isThenable(r)) {
+        let thenable;
+        // Reading `then` runs plugin code (a getter, a Proxy trap) that may throw.
+        try { r = step(); thenable = isThenable(r); } catch (e) { failed(e); continue; }
+        if (thenable) {
           try {
-            then(PromiseCtor.resolve(r), next, (e) => { failed(e); next(); });
+            then(resolved(r), next, (e) => { failed(e); next(); });
             return;
           } catch (e) { failed(e); }
         }
@@ -835,6 +902,8 @@
       };
       then(sequence(steps, errors), () => {
         closed = true;
+        ReflectApply(mapClear, eventHandlers, []);
+        ReflectApply(mapClear, commandHandlers, []);
         ReflectApply(mapForEach, timers, [(_, id) => send('["untimer",' + id + "]")]);
         ReflectApply(mapClear, timers, []);
         if (errors.length === 0) finish(entryId, true, null);
@@ -852,6 +921,50 @@
         return;
       }
       runEntry(entryId, () => ReflectApply(fn, ex, args[1]));
+    },
+    // One event for handlers [ids] of this plugin, in that order: each gets
+    // its own copy of the payload and of {name, source}, an async handler
+    // is awaited before the next starts, and a handler that throws does not
+    // stop the others. The result lists the errors.
+    event(entryId, args) {
+      const ids = args[0];
+      const payload = args[1];
+      const name = args[2].name;
+      const source = args[2].source;
+      const text = ids.length > 1 ? JSONStringify(payload) : null;
+      const errors = [];
+      const steps = [];
+      let fresh = true;
+      for (let i = 0; i < ids.length; i++) {
+        const id = ids[i];
+        steps[steps.length] = () => {
+          const handler = ReflectApply(mapGet, eventHandlers, [id]);
+          if (handler === undefined) return undefined;  // disposed since the event was sent
+          const copy = fresh ? payload : JSONParse(text);
+          fresh = false;
+          return ReflectApply(handler, undefined, [copy, { name, source }]);
+        };
+      }
+      then(sequence(steps, errors), () => {
+        if (errors.length === 0) { finish(entryId, true, null); return; }
+        for (let i = MAX_REPORTED; i < errors.length; i++) {
+          const info = errors[i];
+          info.name = short(info.name);
+          info.message = short(info.message);
+          info.stack = "";
+        }
+        finish(entryId, true, { errors });
+      });
+    },
+    // A command: the handler registered under the id, with the parameters.
+    command(entryId, args) {
+      const handler = ReflectApply(mapGet, commandHandlers, [args[0]]);
+      if (handler === undefined) {
+        finish(entryId, false, new ErrorCtor("no handler is registered for it any more"));
+        return;
+      }
+      const params = args[2];
+      runEntry(entryId, () => ReflectApply(handler, undefined, [params]));
     },
     timer(entryId, args) {
       const id = args[0];

@@ -227,6 +227,140 @@ export interface Disposable {
 }
 
 /**
+ * What {@link Events.on} and {@link Commands.register} return: a
+ * {@link Disposable} that undoes the registration, usable at once (push it
+ * onto {@link Context.subscriptions}).
+ *
+ * The host checks a registration when it receives it. If it refuses (no
+ * grant, a command the manifest does not declare...), the handler is
+ * dropped and {@link Registration.registered} rejects; a refusal nobody
+ * awaited is written to the plugin's log.
+ */
+export interface Registration extends Disposable {
+    /**
+     * Stop the handler: it is not called again (an event already on its way
+     * to it is not delivered). Idempotent.
+     * @returns Resolves once the host has dropped the registration; never
+     *   rejects.
+     */
+    dispose(): Promise<void>;
+    /**
+     * Resolves once the host has accepted the registration; rejects with
+     * the host's error (a {@link CapabilityError}, or a {@link HostrtError})
+     * if it refused it.
+     */
+    readonly registered: Promise<void>;
+}
+
+/** Which event a handler is called for. A fresh object for every call. */
+export interface EventInfo {
+    /** The event's name, such as `"greeting.sent"`. */
+    readonly name: string;
+    /** Who emitted it: the id of the plugin that declares it, or `"host"`. */
+    readonly source: string;
+}
+
+/**
+ * A function called with each event that matches its pattern: a fresh
+ * copy of the payload, and the event's name and source. It may be `async`:
+ * the plugin's next handler for the same event starts once its Promise
+ * settles. What it returns is otherwise ignored; an error it throws is
+ * reported to the host and does not stop the plugin's other handlers.
+ *
+ * `T` is a promise you make to the type checker, not a check: the payload
+ * is checked against the schema its declarer gave, and nothing else.
+ */
+export type EventHandler<T extends JSONValue = JSONValue> = (payload: T, info: EventInfo) => unknown;
+
+/**
+ * Declared events: emit the ones the plugin's manifest declares, and
+ * receive those others (or the host) emit.
+ *
+ * Emitting needs `events.publish:<name>`, subscribing
+ * `events.subscribe:<pattern>` covering the pattern; the subscribe grant is
+ * read again for every event delivered. A plugin receives events one at a
+ * time, in the order they were emitted, each under the plugin's time limit.
+ */
+export interface Events {
+    /**
+     * Call `handler` for every event whose name matches `pattern`.
+     * @param pattern An event name, or a pattern in which `*` matches any
+     *   run of characters (`"greeting.*"`, `"*"`).
+     * @param handler Called with each event's payload and {@link EventInfo};
+     *   may be `async`.
+     * @returns A {@link Registration}: dispose of it to stop receiving.
+     * @throws {TypeError} Synchronously, if `pattern` is not a string or
+     *   `handler` not a function.
+     */
+    on<T extends JSONValue = JSONValue>(pattern: string, handler: EventHandler<T>): Registration;
+    /**
+     * Emit an event the plugin's manifest declares.
+     * @param name The event's name.
+     * @param payload The payload, checked against the event's declared
+     *   schema and size limit (default `null`).
+     * @returns Resolves once the host has accepted the event (checked and
+     *   queued, not yet handled). Rejects with a {@link CapabilityError}
+     *   without `events.publish:<name>`, or a {@link HostrtError} of code
+     *   `"E_EVENT"` (not declared by this plugin), `"E_PAYLOAD"` (the
+     *   payload fails its schema or size; the message names the JSON path),
+     *   `"E_EVENT_DEPTH"` (events emitted by handlers nest too deep) or
+     *   `"E_RATE_LIMIT"` (the plugin emits too fast).
+     * @throws {TypeError | RangeError} Synchronously, if `payload` is not a
+     *   JSON value.
+     */
+    emit(name: string, payload?: JSONValue): Promise<void>;
+}
+
+/**
+ * Methods the host application exposes to plugins. Calling one needs
+ * `host.call:<name>`.
+ */
+export interface HostApi {
+    /**
+     * Call a host method.
+     * @param method The method's name.
+     * @param params Its parameters (default `{}`), checked against the
+     *   method's schema. A paged method takes `limit` and `offset` and
+     *   answers `{ items, limit, offset, total, nextOffset }`; the host
+     *   caps `limit`.
+     * @returns The method's result (a fresh copy). `T` is not checked. Rejects
+     *   with a {@link CapabilityError} without the grant, or a
+     *   {@link HostrtError} of code `"E_NO_METHOD"` (no such method),
+     *   `"E_PAYLOAD"` (parameters or result refused) or `"E_HOST_METHOD"`
+     *   (the method failed), or a code of the method's own.
+     * @throws {TypeError | RangeError} Synchronously, if `params` is not a
+     *   JSON value.
+     */
+    call<T extends JSONValue = JSONValue>(method: string, params?: JSONValue): Promise<T>;
+}
+
+/**
+ * A function that answers a command: called with a fresh copy of the
+ * parameters (already checked against the command's `paramsSchema`), it
+ * returns the result (or a Promise of it), checked against `resultSchema`.
+ * Returning nothing answers `null`.
+ */
+export type CommandHandler<P extends JSONValue = JSONValue, R extends JSONValue = JSONValue> =
+    (params: P) => R | void | Promise<R | void>;
+
+/** Commands the host invokes by name, as the plugin's manifest declares them. */
+export interface Commands {
+    /**
+     * Answer a command declared in the manifest's `commands`. One handler
+     * per command at a time: dispose of the registration before
+     * registering another.
+     * @param name The command's name.
+     * @param handler Called with the parameters; runs under the plugin's
+     *   time limit, may be `async`.
+     * @returns A {@link Registration}.
+     * @throws {TypeError} Synchronously, if `name` is not a string or
+     *   `handler` not a function.
+     */
+    register<P extends JSONValue = JSONValue, R extends JSONValue = JSONValue>(
+        name: string, handler: CommandHandler<P, R>): Registration;
+}
+
+/**
  * The activation context: the plugin's only way to reach the host. The same
  * names as in Python plugins; calls that cross into the host return
  * Promises, except logging, which returns nothing.
@@ -245,6 +379,12 @@ export interface Context {
     readonly storage: Storage;
     /** Settings; needs `settings.read` and, to change them, `settings.write`. */
     readonly settings: Settings;
+    /** Declared events; needs `events.publish:<name>` and `events.subscribe:<pattern>`. */
+    readonly events: Events;
+    /** Methods the host exposes; needs `host.call:<name>`. */
+    readonly host: HostApi;
+    /** Commands the host can invoke; the manifest declares them. */
+    readonly commands: Commands;
     /**
      * Disposables that the host disposes of after `deactivate` has run,
      * newest first. Every one is disposed even if an earlier one throws.
@@ -285,6 +425,14 @@ export interface PluginModule {
  * - `"E_SETTINGS"`: an undeclared setting, or a value its schema refuses;
  * - `"E_STATE"`: the plugin is no longer active (its context is closed);
  * - `"E_LIMIT"`: a host limit was reached;
+ * - `"E_EVENT"`: an event the plugin does not declare;
+ * - `"E_PAYLOAD"`: an event payload, host method parameters or result that
+ *   fail their schema or size limit;
+ * - `"E_EVENT_DEPTH"`: events emitted by event handlers nest too deep;
+ * - `"E_RATE_LIMIT"`: the plugin emits events too fast;
+ * - `"E_NO_METHOD"`: the host has no such method;
+ * - `"E_HOST_METHOD"`: a host method failed (host methods may also use
+ *   codes of their own);
  * - `"E_HOSTRT"`: any other failure inside the host (no details are given).
  */
 export type HostrtErrorCode =
@@ -294,6 +442,12 @@ export type HostrtErrorCode =
     | "E_SETTINGS"
     | "E_STATE"
     | "E_LIMIT"
+    | "E_EVENT"
+    | "E_PAYLOAD"
+    | "E_EVENT_DEPTH"
+    | "E_RATE_LIMIT"
+    | "E_NO_METHOD"
+    | "E_HOST_METHOD"
     | "E_HOSTRT";
 
 /**

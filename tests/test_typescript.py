@@ -30,6 +30,37 @@ exports.activate = async function activate(ctx) {
 };
 """
 
+#: Events, host methods and commands, used as the guide shows.
+GOOD_EVENTS_PLUGIN = """\
+/** @typedef {{ to: string, n: number }} Greeting */
+/** @typedef {{ items: string[], limit: number, offset: number, total: number, nextOffset: number | null }} Page */
+
+/** @param {import("hostrt").Context} ctx */
+exports.activate = async function activate(ctx) {
+    ctx.subscriptions.push(ctx.events.on("greeting.*", /** @param {Greeting} payload */ async (payload, info) => {
+        ctx.log.info(info.name + " from " + info.source, { to: payload.to, n: payload.n });
+    }));
+    ctx.subscriptions.push(ctx.events.on("app.started", () => {}));
+    await ctx.events.emit("greeting.sent", { to: "world", n: 1 });
+    await ctx.events.emit("greeting.pinged");
+    /** @type {Page} */
+    const page = await ctx.host.call("systems.list", { limit: 10 });
+    const count = await ctx.host.call("systems.count");
+    ctx.log.info("systems", { first: page.items[0] ?? null, count });
+    const greet = ctx.commands.register("greet", /** @param {{ who: string }} params */ (params) => "hello " + params.who);
+    await greet.registered;
+    ctx.subscriptions.push(greet);
+    ctx.subscriptions.push(ctx.commands.register("ping", async () => { await null; }));
+    await greet.dispose();
+    try {
+        await ctx.events.emit("greeting.sent", { to: "again", n: 2 });
+    } catch (error) {
+        if (error instanceof HostrtError && error.code === "E_RATE_LIMIT") return;
+        throw error;
+    }
+};
+"""
+
 
 def tsc(config: Path) -> subprocess.CompletedProcess:
     if not TSC.exists():
@@ -65,8 +96,9 @@ def test_examples_type_check_against_the_declarations():
     assert BUNDLE not in checked, "the generated bundle must not be type-checked"
 
 
-def test_a_correct_plugin_passes(tmp_path):
-    result = check_one(tmp_path, GOOD_PLUGIN)
+@pytest.mark.parametrize("source", [GOOD_PLUGIN, GOOD_EVENTS_PLUGIN], ids=["storage", "events"])
+def test_a_correct_plugin_passes(tmp_path, source):
+    result = check_one(tmp_path, source)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -85,6 +117,17 @@ def test_a_correct_plugin_passes(tmp_path):
         ("new FinalizationRegistry(() => {});", "Cannot find name 'FinalizationRegistry'"),
         ("WebAssembly.compile(new Uint8Array(8));", "Cannot find name 'WebAssembly'"),
         ("process.exit(1);", "Cannot find name 'process'"),
+        ("await ctx.events.emit('greeting.sent', new Date());",
+         "not assignable to parameter of type 'JSONValue | undefined'"),
+        ("ctx.events.on(42, () => {});", "Argument of type 'number' is not assignable to parameter of type 'string'"),
+        ("ctx.events.on('greeting.*', 'handler');", "not assignable to parameter of type 'EventHandler<JSONValue>'"),
+        ("ctx.events.on('greeting.*', (payload, info) => info.nope);", "'nope' does not exist on type 'EventInfo'"),
+        ("ctx.events.on('greeting.*', () => {}).registered = null;", "read-only property"),
+        ("ctx.subscriptions.push(ctx.events);", "Property 'dispose' is missing in type 'Events'"),
+        ("await ctx.host.call('app.x', {}, 'extra');", "Expected 1-2 arguments, but got 3"),
+        ("await ctx.host.call('app.x', () => 1);", "not assignable to parameter of type 'JSONValue | undefined'"),
+        ("ctx.commands.register('greet', () => new Map());", "'Map<any, any>' is not assignable to type"),
+        ("ctx.commands.register('greet', (params) => params.who);", "Property 'who' does not exist"),
     ],
 )
 def test_misuse_of_the_api_fails_the_check(tmp_path, line, message):

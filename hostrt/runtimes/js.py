@@ -11,6 +11,12 @@ The host side is the authority. Each host call is checked by the plugin's
 :class:`~hostrt.context.ActivationContext` (grants read at the moment of
 the call); the plugin is known by the isolate the call came from, never by
 anything the isolate says.
+
+Event and command handlers live in the shim, under ids it gives them; the
+host's event bus and command registry know only the ids, and hand them
+back with an event to deliver (:meth:`LoadedJavaScriptPlugin.deliver_event`)
+or a command to run (:meth:`LoadedJavaScriptPlugin.run_command`), each one
+entry under the plugin's time limit.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import Any, Callable
 from ..context import ActivationContext, write_plugin_log
 from ..errors import HostrtError, LifecycleError, PluginError, ResourceLimitError
 from . import js_errors
-from .base import LoadedPlugin, PluginSource, Runtime, combined_error, load_or_close
+from .base import LoadedPlugin, PluginSource, Runtime, combined_error, load_or_close, reworded
 from .js_channel import Channel, ChannelLimits, EntryFailed, RawJSON, pump_code
 from .js_engine import EngineScriptError, Isolate, run_syntax_check
 
@@ -193,6 +199,46 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
         # plugin, as a runaway timer does).
         return await self._entry("call", f"{name}()", args_json, drain=False)
 
+    async def deliver_event(self, handler_ids: list[int], payload_json: str, info: dict[str, Any]) -> list[PluginError]:
+        """Call the plugin's handlers ``handler_ids`` in order as one entry
+        (awaiting each one's promise before the next starts), each with its
+        own copy of the payload and ``{name, source}``. Returns the errors
+        of the handlers that failed; raises PluginError if the entry did (a
+        broken limit, which also stops the plugin)."""
+        doing = f"handler of event '{info.get('name')}'"
+        args_json = ("[" + json.dumps(handler_ids) + "," + payload_json + ","
+                     + host_json(info, "event information", self._limits.max_value_chars) + "]")
+        # The payload is spliced in as the host's bus checked and encoded it.
+        result = await self._handler_entry("event", doing, args_json)
+        if type(result) is not dict or type(result.get("errors")) is not list:
+            return []
+        return [self._describe(info, f"{doing}: ") for info in result["errors"]]
+
+    async def run_command(self, handler_id: int, name: str, params_json: str) -> Any:
+        """Call the handler registered as ``handler_id`` for command
+        ``name`` with the parameters (JSON text) as one entry, awaiting a
+        returned promise; return its result as fresh JSON data. Raises
+        PluginError ("command 'name' failed: ...", with file and line) if
+        the handler throws, returns something that is not JSON or breaks a
+        limit (which also stops the plugin)."""
+        args_json = "[" + json.dumps(handler_id) + "," + json.dumps(name) + "," + params_json + "]"
+        return await self._handler_entry("command", f"command '{name}' failed", args_json)
+
+    async def _handler_entry(self, target: str, doing: str, args_json: str) -> Any:
+        """An entry into event or command handlers: a result returns as soon
+        as it is known (as for call_export); every error names what was
+        being done."""
+        channel = self._channel
+        if channel is None or self._gate is None:
+            raise PluginError(self.source.plugin_id, f"{doing}: the plugin is not active",
+                              file=self.source.display_file)
+        try:
+            return await channel.enter(target, args_json, settle_timeout_s=self._timeout_s, drain=False)
+        except EntryFailed as failed:
+            raise self._describe(failed.info, f"{doing}: ") from None
+        except PluginError as exc:  # the channel failed: a broken limit, the plugin stopped
+            raise reworded(exc, f"{doing}: {exc.reason}") from None
+
     async def _entry(self, target: str, doing: str, args_json: str = "null", *, drain: bool = True) -> Any:
         channel = self._channel
         if channel is None:
@@ -246,7 +292,11 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
             write_plugin_log(self.source.plugin_id, level, message, fields)
 
     def uncaught(self, where: str, info: Any) -> None:
-        error = self._describe(info, f"uncaught error in a {where} callback: ")
+        if where in _REGISTRATIONS:
+            # A registration the host refused, whose promise nobody watched.
+            error = self._describe(info, f"{where}() was refused: ")
+        else:
+            error = self._describe(info, f"uncaught error in a {where} callback: ")
         _log.warning("%s", error)
         write_plugin_log(self.source.plugin_id, "error", error.reason)
 
@@ -255,6 +305,10 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
         if self._active and self._on_crash is not None:
             self._active = False
             self._on_crash(error)
+
+
+#: What the shim reports as a refused registration (see ``uncaught``).
+_REGISTRATIONS = frozenset({"ctx.events.on", "ctx.commands.register"})
 
 
 def _refuse(value: Any) -> Any:
@@ -307,9 +361,32 @@ def _args(args: list[Any], low: int, high: int, op: str) -> list[Any]:
     return args
 
 
+def _handler_id(value: Any) -> int:
+    if type(value) is not int or not 1 <= value < 2**53:
+        raise HostrtError("a handler id must be a positive integer")
+    return value
+
+
+def _subscribe(gate: ActivationContext, args: list[Any]) -> None:
+    pattern, handler_id = _args(args, 2, 2, "events.on")
+    gate.events_subscribe(pattern, _handler_id(handler_id))
+
+
+def _register(gate: ActivationContext, args: list[Any]) -> None:
+    name, handler_id = _args(args, 2, 2, "commands.register")
+    gate.commands_register(name, _handler_id(handler_id))
+
+
+async def _host_call(gate: ActivationContext, method: Any, params: Any) -> RawJSON:
+    # Values parsed from the plugin's JSON text are plain data.
+    return RawJSON(await gate.host_call(method, params, plain=True))
+
+
 def _operations() -> dict[str, Callable[[ActivationContext, list[Any]], Any]]:
     """Host calls the shim may make, each mapped onto the gate. The gate
-    checks grants and validates values; this only fixes the arity."""
+    checks grants and validates values; this only fixes the arity. An
+    operation that returns an awaitable is answered when it completes (see
+    :class:`~.js_channel.Channel`)."""
     return {
         "storage.get": lambda g, a: RawJSON(g.storage_get_json(*_args(a, 1, 2, "storage.get"))),
         "storage.set": lambda g, a: g.storage_set(*_args(a, 2, 2, "storage.set")),
@@ -318,6 +395,12 @@ def _operations() -> dict[str, Callable[[ActivationContext, list[Any]], Any]]:
         "settings.get": lambda g, a: g.settings_get(*_args(a, 1, 1, "settings.get")),
         "settings.all": lambda g, a: g.settings_all(*_args(a, 0, 0, "settings.all")),
         "settings.set": lambda g, a: g.settings_set(*_args(a, 2, 2, "settings.set")),
+        "events.emit": lambda g, a: g.events_emit(*_args(a, 2, 2, "events.emit"), plain=True),
+        "events.on": _subscribe,
+        "events.off": lambda g, a: g.events_unsubscribe(_handler_id(*_args(a, 1, 1, "events.off"))),
+        "commands.register": _register,
+        "commands.unregister": lambda g, a: g.commands_unregister(_handler_id(*_args(a, 1, 1, "commands.unregister"))),
+        "host.call": lambda g, a: _host_call(g, *_args(a, 2, 2, "host.call")),
     }
 
 

@@ -16,6 +16,14 @@ timeout measures those microtasks too. Microtasks that never finish make it
 time out; the channel then frees the isolate, which is the one thing that
 terminates code running outside a task.
 
+Most host calls are answered at once, in the exchange that collected them.
+A call whose host operation is asynchronous (``ctx.host.call`` runs a host
+coroutine) is started as a task of its own, which inherits the context of
+the exchange that dispatched it (so :mod:`hostrt.callchain` sees the entry
+it belongs to); its answer joins the next exchange, or starts one in the
+background if none is under way. Such tasks end with the channel: a failed
+or closed channel cancels them and drops their answers.
+
 The channel never trusts what it reads: the outbound text is parsed as JSON
 with size limits, each message is checked for shape, and anything else is
 a protocol failure that stops this plugin only. Identity is never read from
@@ -26,11 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import inspect
 import json
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Awaitable, Protocol
 
 from ..errors import BudgetExceededError, HostrtError, PluginError, ResourceLimitError
 from .js_engine import (
@@ -94,7 +103,10 @@ class ChannelHost(Protocol):
     """What the channel needs from the runtime that owns it."""
 
     def dispatch(self, op: str, args: list[Any]) -> Any:
-        """Run host call ``op`` (raising HostrtError to refuse it)."""
+        """Run host call ``op`` (raising HostrtError to refuse it) and
+        return its result, or an awaitable of the result for an operation
+        that completes later (its HostrtError refuses the call the same
+        way)."""
 
     def log(self, level: str, message: str, fields: Any) -> None:
         """Write a plugin log line."""
@@ -156,6 +168,11 @@ class Channel:
         self._flush_owed = False
         self._due: list[int] = []
         self._backlog: collections.deque[Any] = collections.deque()
+        # Host calls whose operation is still running, and the answers of
+        # those that finished, waiting for an exchange to carry them.
+        self._ops: dict[int, asyncio.Task[None]] = {}
+        self._ready: collections.deque[str] = collections.deque()
+        self._sending = False
 
     @property
     def failure(self) -> PluginError | None:
@@ -187,8 +204,11 @@ class Channel:
                     self._isolate.stop(flush, EngineClosed("an earlier script failed"))
                     raise
             texts.append(await self._collect(flush, self._timeout_s))
+        replies: list[str] = []
         for text in texts:
-            self._handle(text)
+            replies += self._handle(text)
+        if replies:
+            self._background(self.exchange(replies, block_s=0.0))
 
     async def exchange(self, inbound: list[str], *, until: "asyncio.Future[Any] | None" = None,
                        block_s: float = FAST_WAIT_S) -> None:
@@ -384,8 +404,9 @@ class Channel:
         return self._work()
 
     def _work(self) -> list[str]:
-        """Act on backlogged messages in order. Stops once the answers
-        reach :attr:`ChannelLimits.max_reply_chars` or
+        """Take the answers of finished asynchronous calls, then act on
+        backlogged messages in order. Stops once the answers reach
+        :attr:`ChannelLimits.max_reply_chars` or
         :attr:`ChannelLimits.max_replies_per_exchange`, or answering took
         :data:`WORK_SLICE_S`: the rest waits for the next exchange (the loop
         runs in between), so neither the host's memory nor one turn of its
@@ -394,6 +415,13 @@ class Channel:
         size = 0
         backlog = self._backlog
         limits = self._limits
+        ready = self._ready
+        while ready:
+            reply = ready.popleft()
+            replies.append(reply)
+            size += len(reply)
+            if size >= limits.max_reply_chars or len(replies) >= limits.max_replies_per_exchange:
+                return replies
         deadline = time.perf_counter() + WORK_SLICE_S
         while backlog:
             item = backlog.popleft()
@@ -445,17 +473,79 @@ class Channel:
             raise ProtocolError(f"unknown message {kind!r}")
         return None
 
-    def _call(self, call_id: int, op: str, args: list[Any]) -> str:
+    def _call(self, call_id: int, op: str, args: list[Any]) -> str | None:
+        if call_id in self._ops:
+            raise ProtocolError(f"call {call_id} is already running")
         try:
             value = self._host.dispatch(op, args)
         except HostrtError as exc:
-            return message("reply", call_id, False, {"code": exc.code, "message": exc.message})
+            return _refusal(call_id, exc)
         except Exception:  # a host bug: the plugin learns nothing about it
-            _log.exception("host error during %s from plugin '%s'", op, self._plugin_id)
-            return message("reply", call_id, False, {"code": "E_HOSTRT", "message": "internal host error"})
-        if type(value) is RawJSON:
-            return '["reply",' + str(call_id) + ",true," + value.text + "]"
-        return message("reply", call_id, True, value)
+            return self._internal_error(call_id, op)
+        if inspect.isawaitable(value):
+            return self._start(call_id, op, value)
+        return _answer(call_id, value)
+
+    def _internal_error(self, call_id: int, op: str) -> str:
+        _log.exception("host error during %s from plugin '%s'", op, self._plugin_id)
+        return message("reply", call_id, False, {"code": "E_HOSTRT", "message": "internal host error"})
+
+    # -- asynchronous host calls ---------------------------------------------------------
+
+    def _start(self, call_id: int, op: str, work: Awaitable[Any]) -> str | None:
+        """Run an asynchronous host operation as a task; its answer is sent
+        when it completes (see :meth:`_finish`). The task copies the current
+        context: that of the exchange, so of the entry, that dispatched it."""
+        if len(self._ops) >= self._limits.max_pending_calls:
+            _discard(work)
+            return message("reply", call_id, False, {
+                "code": "E_LIMIT", "message": f"more than {self._limits.max_pending_calls} host calls are pending"})
+        if self._failure is not None or self._closed:
+            _discard(work)
+            return None
+        self._ops[call_id] = asyncio.get_running_loop().create_task(self._finish(call_id, op, work))
+        return None
+
+    async def _finish(self, call_id: int, op: str, work: Awaitable[Any]) -> None:
+        try:
+            try:
+                reply = _answer(call_id, await work)
+            except HostrtError as exc:
+                reply = _refusal(call_id, exc)
+            except Exception:  # a host bug, as in _call; cancellation passes through
+                reply = self._internal_error(call_id, op)
+        finally:
+            self._ops.pop(call_id, None)
+        if self._failure is not None or self._closed:
+            return
+        self._ready.append(reply)
+        self._send_soon()
+
+    def _send_soon(self) -> None:
+        """Make sure finished answers travel: an exchange holding the lock
+        collects once more before it lets go, and takes them then (see
+        :meth:`_work`); otherwise one is started in the background."""
+        if self._sending or self._lock.locked():
+            return
+        self._sending = True
+        self._background(self._send_ready())
+
+    async def _send_ready(self) -> None:
+        try:
+            await asyncio.sleep(0)  # answers finishing in the same turn travel together
+        finally:
+            self._sending = False
+        if not self._ready or self._lock.locked() or self._failure is not None or self._closed:
+            return  # taken by another exchange, or the holder of the lock takes them
+        replies = self._work()
+        if replies:
+            await self.exchange(replies, block_s=0.0)
+
+    def _stop_ops(self) -> None:
+        for task in self._ops.values():
+            task.cancel()
+        self._ops.clear()
+        self._ready.clear()
 
     def _done(self, entry_id: int, ok: bool, value: Any) -> None:
         entry = self._entries.get(entry_id)
@@ -504,6 +594,7 @@ class Channel:
             return self._failure
         self._failure = error
         self._stop_timers()
+        self._stop_ops()
         for entry in self._entries.values():
             if not entry.future.done():
                 entry.future.set_exception(error)
@@ -526,6 +617,7 @@ class Channel:
             return
         self._closed = True
         self._stop_timers()
+        self._stop_ops()
         # Idle unless something might still run: a failure (it may be stuck)
         # or microtasks whose flush is still owed.
         await self._isolate.close(idle=self._failure is None and not self._flush_owed)
@@ -537,6 +629,22 @@ class EntryFailed(Exception):
     def __init__(self, info: Any) -> None:
         super().__init__("plugin code failed")
         self.info = info
+
+
+def _answer(call_id: int, value: Any) -> str:
+    if type(value) is RawJSON:
+        return '["reply",' + str(call_id) + ",true," + value.text + "]"
+    return message("reply", call_id, True, value)
+
+
+def _refusal(call_id: int, exc: HostrtError) -> str:
+    return message("reply", call_id, False, {"code": exc.code, "message": exc.message})
+
+
+def _discard(work: Awaitable[Any]) -> None:
+    """Drop an awaitable that will never be awaited, without a warning."""
+    if inspect.iscoroutine(work):
+        work.close()
 
 
 def _is_id(value: Any) -> bool:
