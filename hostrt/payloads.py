@@ -22,12 +22,9 @@ from typing import Any
 
 from . import jsonvalue
 from .errors import PayloadError
-try:
-    from .fastschema import compile_fast
-except ImportError:  # until the compiled fast path lands: the metered path alone
-    def compile_fast(schema: Any) -> Any:
-        return None
+from .fastschema import FallbackRequired, compile_fast
 from .schemas import CompiledSchema, SchemaEvaluationError, compile_schema
+
 
 class PayloadSpec:
     """The check for one declared kind of value (see the module docstring).
@@ -90,8 +87,8 @@ class PayloadSpec:
             try:
                 if fast.is_valid(value):
                     return
-            except Exception:  # noqa: BLE001 - too much work for the fast path: the metered one decides
-                pass
+            except FallbackRequired:
+                pass  # more work than the fast path takes on: the metered path decides
         compiled = self._compiled
         assert compiled is not None
         try:
