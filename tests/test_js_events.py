@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Callable
 
 import pytest
 
-from hostrt import Host, HostPolicy, PluginState
+from hostrt import Host, HostPolicy, PluginState, callchain
 from hostrt.errors import (
     BudgetExceededError,
     CommandNotFoundError,
@@ -27,7 +27,7 @@ from hostrt.errors import (
 from hostrt.events import EventPolicy
 from hostrt.hostmethods import Page
 
-from conftest import write_plugin
+from conftest import RecordingGate, write_plugin
 from test_js_runtime import active, write_js_plugin
 
 GREETING = {
@@ -1080,3 +1080,62 @@ def test_calls_on_a_kept_ctx_after_deactivation_are_refused(tmp_path: Path) -> N
             return await plugin.call_export("probe")
 
     assert run(main()) == ["E_STATE", "E_STATE", "E_STATE", "E_STATE", True]
+
+
+# -- causes ------------------------------------------------------------------------------------
+
+
+def test_host_calls_see_the_cause_of_the_entry_that_made_them_when_entries_overlap(tmp_path: Path) -> None:
+    """Entries into one isolate overlap (events, commands, timers); every
+    host call, synchronous or not, and every timer runs in the context of
+    the entry whose code made it, so event depth and waiting plugins are
+    right (here the depth stands for the entry)."""
+    source = """
+        let ctx = null;
+        module.exports = {
+            activate(c) { ctx = c; },
+            async chain(tag, n) {
+                let x = 0;
+                for (let j = 0; j < 200000; j++) x += j;   // a pump that takes a while: entries overlap
+                ctx.storage.get(tag + "-sync");            // a call from the entry's synchronous part,
+                await null;                                // and more from its microtasks
+                for (let i = 0; i < n; i++) {
+                    await ctx.storage.get(tag + "-" + i);
+                    await ctx.host.call(tag + "-host" + i);
+                }
+                setTimeout(() => ctx.storage.get(tag + "-timer"), 0);
+                return tag;
+            },
+        };
+    """
+
+    class Gate(RecordingGate):
+        def __init__(self) -> None:
+            super().__init__("demo")
+            self.seen: list[tuple[str, int]] = []
+
+        def storage_get_json(self, key: str, default: Any = None) -> str:
+            self.seen.append((key, callchain.current().event_depth))
+            return super().storage_get_json(key, default)
+
+        async def host_call(self, name: str, params: Any = None, *, plain: bool = False) -> str:
+            await asyncio.sleep(0)
+            self.seen.append((name, callchain.current().event_depth))
+            return "null"
+
+    async def main() -> list[tuple[str, int]]:
+        gate = Gate()
+        async with active(tmp_path, source, gate=gate) as (plugin, _):
+            async def entry(depth: int) -> str:
+                with callchain.entering("demo", event_depth=depth):
+                    return await plugin.call_export("chain", f"d{depth}", 3)
+
+            for _round in range(8):
+                assert await asyncio.gather(*(entry(d) for d in range(1, 6))) == [f"d{d}" for d in range(1, 6)]
+            await eventually(lambda: sum(key.endswith("-timer") for key, _ in gate.seen) == 40)
+        return gate.seen
+
+    seen = run(main())
+    assert len(seen) == 8 * 5 * (1 + 3 + 3 + 1)
+    wrong = [(key, depth) for key, depth in seen if int(key[1]) != depth]
+    assert wrong == []

@@ -18,11 +18,24 @@ terminates code running outside a task.
 
 Most host calls are answered at once, in the exchange that collected them.
 A call whose host operation is asynchronous (``ctx.host.call`` runs a host
-coroutine) is started as a task of its own, which inherits the context of
-the exchange that dispatched it (so :mod:`hostrt.callchain` sees the entry
-it belongs to); its answer joins the next exchange, or starts one in the
-background if none is under way. Such tasks end with the channel: a failed
-or closed channel cancels them and drops their answers.
+coroutine) is started as a task of its own; its answer joins the next
+exchange of the same cause, or starts one in the background. Such tasks end
+with the channel: a failed or closed channel cancels them and drops their
+answers.
+
+Causes. Host calls must run in the context (:mod:`hostrt.callchain`) of the
+entry whose code made them: an event emitted by a handler is one level
+deeper than the event it handles, and a host method must know which
+plugins wait on it. Each exchange runs in its entry's task, so the messages
+a script returns are handled in that context. Several entries (an event
+delivery, a command, a timer) can be under way in one isolate at once,
+though, and what a script returns also holds what the microtasks of the
+script *before* it queued. So the channel remembers whose pump ran last;
+an exchange of another cause first collects that pump's microtasks with a
+flush of its own and handles them in the pump's context. Answers always go
+back through an exchange of the caller's context (the continuation of an
+``await`` then runs after a pump of its own cause), and asynchronous
+operations run as tasks that copy the dispatching context.
 
 The channel never trusts what it reads: the outbound text is parsed as JSON
 with size limits, each message is checked for shape, and anything else is
@@ -34,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import inspect
 import json
 import logging
@@ -41,6 +55,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Awaitable, Protocol
 
+from .. import callchain
 from ..errors import BudgetExceededError, HostrtError, PluginError, ResourceLimitError
 from .js_engine import (
     EngineClosed,
@@ -167,12 +182,18 @@ class Channel:
         self._tasks: set[asyncio.Task[None]] = set()
         self._flush_owed = False
         self._due: list[int] = []
-        self._backlog: collections.deque[Any] = collections.deque()
-        # Host calls whose operation is still running, and the answers of
-        # those that finished, waiting for an exchange to carry them.
+        # Messages not yet acted on, each with the cause (and context) of
+        # the exchange that collected it.
+        self._backlog: collections.deque[tuple[callchain.Cause, contextvars.Context, Any]] = collections.deque()
+        # Host calls whose operation is still running; answers waiting for
+        # an exchange of their cause to carry them; causes with a sender
+        # scheduled.
         self._ops: dict[int, asyncio.Task[None]] = {}
-        self._ready: collections.deque[str] = collections.deque()
-        self._sending = False
+        self._ready: dict[callchain.Cause, collections.deque[str]] = {}
+        self._senders: set[callchain.Cause] = set()
+        # The cause and context of the last pump, while its microtasks'
+        # output may still wait in the isolate (no flush collected it yet).
+        self._uncollected: tuple[callchain.Cause, contextvars.Context] | None = None
 
     @property
     def failure(self) -> PluginError | None:
@@ -204,6 +225,7 @@ class Channel:
                     self._isolate.stop(flush, EngineClosed("an earlier script failed"))
                     raise
             texts.append(await self._collect(flush, self._timeout_s))
+            self._uncollected = None
         replies: list[str] = []
         for text in texts:
             replies += self._handle(text)
@@ -224,19 +246,26 @@ class Channel:
         its answer one hand-off sooner.
         """
         yielded = time.perf_counter()
+        cause = callchain.current()
+        mine = (cause, contextvars.copy_context())
         while True:
             async with self._lock:
                 self._raise_if_dead()
                 self._flush_owed = False
                 try:
-                    replies = self._handle(await self._collect(self._isolate.post(pump_code(inbound)),
-                                                               self._timeout_s, block_s=block_s))
+                    if self._uncollected is not None and self._uncollected[0] != cause:
+                        await self._adopt(block_s)
+                    text = await self._collect(self._isolate.post(pump_code(inbound)), self._timeout_s,
+                                               block_s=block_s)
+                    self._uncollected = mine
+                    replies = self._handle(text)
                     if not replies and not self._backlog:
                         if until is not None and until.done():
                             self._owe_flush()
                             return
-                        replies = self._handle(await self._collect(self._isolate.post(FLUSH), self._timeout_s,
-                                                                   block_s=block_s))
+                        text = await self._collect(self._isolate.post(FLUSH), self._timeout_s, block_s=block_s)
+                        self._uncollected = None
+                        replies = self._handle(text)
                 except EngineScriptError as exc:
                     raise self._broken_shim(exc) from None
             if not replies:
@@ -248,6 +277,20 @@ class Channel:
                 # rest of the host runs between its batches.
                 await asyncio.sleep(0)
                 yielded = time.perf_counter()
+
+    async def _adopt(self, block_s: float) -> None:
+        """The last pump was another cause's: collect what its microtasks
+        queued (a flush) before this exchange's pump does, and act on it in
+        that pump's context; its answers go back through an exchange of
+        that context."""
+        last = self._uncollected
+        assert last is not None
+        self._uncollected = None
+        text = await self._collect(self._isolate.post(FLUSH), self._timeout_s, block_s=block_s)
+        context = last[1]
+        replies = context.run(self._handle, text)
+        if replies:
+            self._background(self.exchange(replies, block_s=0.0), context=context)
 
     def _owe_flush(self) -> None:
         """Make sure some script runs after the last pump's microtasks: the
@@ -261,6 +304,7 @@ class Channel:
         if not self._flush_owed or self._failure is not None or self._closed or self._lock.locked():
             return  # a later exchange collects (and times) those microtasks
         self._flush_owed = False
+        self._uncollected = None  # this flush collects them, and is handled in this context
         flush = self._isolate.post(FLUSH)
         self._isolate.watch(flush, self._timeout_s)
         flush.future.add_done_callback(self._flushed)
@@ -282,8 +326,8 @@ class Channel:
         if replies:
             self._background(self.exchange(replies, block_s=0.0))
 
-    def _background(self, work: Any) -> None:
-        task = asyncio.get_running_loop().create_task(self._quietly(work))
+    def _background(self, work: Any, *, context: contextvars.Context | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(self._quietly(work), context=context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -394,39 +438,57 @@ class Channel:
     # -- outbound messages ---------------------------------------------------------------
 
     def _handle(self, text: str) -> list[str]:
-        """Take in one outbox and act on it, in order, until the batch of
-        answers is full (see :meth:`_work`); returns the answers."""
+        """Take in one outbox, collected for the current cause, and act on
+        it, in order, until the batch of answers is full (see
+        :meth:`_work`); returns the answers."""
         try:
             messages = self._parse(text)
         except ProtocolError as exc:
             raise self._broken_protocol(exc)
-        self._backlog.extend(messages)
+        cause = callchain.current()
+        context = contextvars.copy_context()
+        self._backlog.extend((cause, context, m) for m in messages)
         return self._work()
 
     def _work(self) -> list[str]:
-        """Take the answers of finished asynchronous calls, then act on
-        backlogged messages in order. Stops once the answers reach
-        :attr:`ChannelLimits.max_reply_chars` or
+        """Take the answers of the current cause's finished asynchronous
+        calls, then act on backlogged messages in order. Stops once the
+        answers reach :attr:`ChannelLimits.max_reply_chars` or
         :attr:`ChannelLimits.max_replies_per_exchange`, or answering took
         :data:`WORK_SLICE_S`: the rest waits for the next exchange (the loop
         runs in between), so neither the host's memory nor one turn of its
-        loop grows with what a plugin asks for at once."""
+        loop grows with what a plugin asks for at once.
+
+        A message another cause's exchange collected and left for later is
+        acted on in its own context, and its answer goes back through an
+        exchange of that context (see :meth:`_later`)."""
         replies: list[str] = []
         size = 0
         backlog = self._backlog
         limits = self._limits
-        ready = self._ready
+        cause = callchain.current()
+        ready = self._ready.get(cause)
         while ready:
             reply = ready.popleft()
             replies.append(reply)
             size += len(reply)
             if size >= limits.max_reply_chars or len(replies) >= limits.max_replies_per_exchange:
-                return replies
+                break
+        if ready is not None and not ready:
+            del self._ready[cause]
+        if replies and (size >= limits.max_reply_chars or len(replies) >= limits.max_replies_per_exchange):
+            return replies
         deadline = time.perf_counter() + WORK_SLICE_S
         while backlog:
-            item = backlog.popleft()
+            owner, context, item = backlog.popleft()
             try:
-                reply = self._one(item)
+                if owner == cause:
+                    reply = self._one(item)
+                else:
+                    reply = context.run(self._one, item)
+                    if reply is not None:
+                        context.run(self._later, reply)
+                        continue
             except ProtocolError as exc:
                 raise self._broken_protocol(exc)
             if reply is not None:
@@ -518,25 +580,26 @@ class Channel:
             self._ops.pop(call_id, None)
         if self._failure is not None or self._closed:
             return
-        self._ready.append(reply)
-        self._send_soon()
+        self._later(reply)
 
-    def _send_soon(self) -> None:
-        """Make sure finished answers travel: an exchange holding the lock
-        collects once more before it lets go, and takes them then (see
-        :meth:`_work`); otherwise one is started in the background."""
-        if self._sending or self._lock.locked():
-            return
-        self._sending = True
-        self._background(self._send_ready())
+    def _later(self, reply: str) -> None:
+        """Send an answer through an exchange of the current cause: the
+        next one that acts on messages (see :meth:`_work`), or one started
+        in the background, in this context, for answers that finished in
+        the same turn of the loop."""
+        cause = callchain.current()
+        self._ready.setdefault(cause, collections.deque()).append(reply)
+        if cause not in self._senders:
+            self._senders.add(cause)
+            self._background(self._send_ready(cause))
 
-    async def _send_ready(self) -> None:
+    async def _send_ready(self, cause: callchain.Cause) -> None:
         try:
             await asyncio.sleep(0)  # answers finishing in the same turn travel together
         finally:
-            self._sending = False
-        if not self._ready or self._lock.locked() or self._failure is not None or self._closed:
-            return  # taken by another exchange, or the holder of the lock takes them
+            self._senders.discard(cause)
+        if cause not in self._ready or self._failure is not None or self._closed:
+            return  # an exchange of this cause took them
         replies = self._work()
         if replies:
             await self.exchange(replies, block_s=0.0)
