@@ -363,7 +363,8 @@ export interface Commands {
 /**
  * The activation context: the plugin's only way to reach the host. The same
  * names as in Python plugins; calls that cross into the host return
- * Promises, except logging, which returns nothing.
+ * Promises, except logging, which returns nothing, and registering a
+ * handler, which returns a {@link Registration} at once.
  *
  * Every call is checked against the plugin's stored grants when it is made,
  * so a grant revoked while the plugin is active bites on the next call.
