@@ -497,6 +497,31 @@ def test_undeclared_ungranted_and_uncovered_events_are_refused(plugins: Path, tm
     assert not any("events.subscribe:*'" in m for m in refusals)  # that refusal was awaited, not logged
 
 
+def test_subscriptions_past_the_limit_are_refused_and_leave_nothing(plugins: Path, tmp_path: Path) -> None:
+    source = """
+    module.exports = { async activate(ctx) {
+        const outcomes = [];
+        for (let i = 0; i < 5; i++) {
+            const registration = ctx.events.on("app.*", () => ctx.storage.set("got" + i, true));
+            try { await registration.registered; outcomes.push("ok"); } catch (e) { outcomes.push(e.code); }
+        }
+        await ctx.storage.set("outcomes", outcomes);
+    } };
+    """
+    js(plugins, "greedy", source, capabilities=["events.subscribe:app.*", "storage"])
+
+    async def main() -> None:
+        async with running(plugins, tmp_path, events=EventPolicy(max_subscriptions=3)) as host:
+            host.declare_event("app.started")
+            await host.activate_all()
+            assert stored(host, "greedy", "outcomes") == ["ok", "ok", "ok", "E_HOSTRT", "E_HOSTRT"]
+            assert [h for _, h in host.bus.subscriptions("greedy")] == [1, 2, 3]
+            await host.emit("app.started", {})
+            assert [stored(host, "greedy", f"got{i}") for i in range(5)] == [True, True, True, None, None]
+
+    run(main())
+
+
 def test_revoking_the_subscribe_grant_stops_deliveries_at_once(plugins: Path, tmp_path: Path) -> None:
     recorder(plugins, "rec", "app.*")
 
