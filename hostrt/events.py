@@ -166,7 +166,8 @@ class EventDelivery:
     skipped: list[str] = field(default_factory=list)
     #: Plugins not waited for: they were waiting on the emitting code
     #: itself (a host method called by their handler), so waiting would
-    #: deadlock. They receive the event once they are free.
+    #: deadlock. They receive the event once they are free; the report is
+    #: a snapshot and does not change afterwards.
     pending: list[str] = field(default_factory=list)
 
 
@@ -365,13 +366,23 @@ class EventBus:
         waiting = set(callchain.current().waiting)
         futures = []
         for plugin_id, future in emission.waits.items():
-            if plugin_id in waiting and not future.done():
-                emission.report.pending.append(plugin_id)
-            else:
+            if plugin_id not in waiting:
                 futures.append(future)
         if futures:
             await asyncio.gather(*futures)
-        return emission.report
+        # A snapshot: plugins still at work on it are pending and nothing
+        # else, however their delivery ends later.
+        report = emission.report
+        pending = [pid for pid, future in emission.waits.items() if not future.done()]
+        return EventDelivery(
+            report.name,
+            report.source,
+            delivered=[p for p in report.delivered if p not in pending],
+            failed={p: e for p, e in report.failed.items() if p not in pending},
+            dropped=list(report.dropped),
+            skipped=[p for p in report.skipped if p not in pending],
+            pending=pending,
+        )
 
     # -- delivery ----------------------------------------------------------------
 

@@ -79,7 +79,10 @@ MAX_DEPTH = 64
 SCHEMA_ID = "https://hostrt.dev/schemas/plugin.schema.json"
 ID_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,126}[a-z0-9]$"
 DEFAULT_MAX_PAYLOAD_BYTES = 65536
-MAX_PAYLOAD_BYTES = 16 * 1024 * 1024
+#: The largest payload limit a declaration may set: what one value may
+#: take on the JavaScript bridge (see ChannelLimits.max_value_chars), so
+#: every declared size can be sent from every runtime.
+MAX_PAYLOAD_BYTES = 2 * 1024 * 1024
 MAX_MAIN_LENGTH = 512
 
 Runtime = Literal["javascript", "python"]

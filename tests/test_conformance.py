@@ -31,6 +31,7 @@ from hostrt import Host, HostPolicy, PluginRecord, PluginState
 from hostrt.errors import (
     BudgetExceededError,
     HostrtError,
+    PayloadError,
     PluginCompileError,
     PluginError,
     ResourceLimitError,
@@ -801,5 +802,65 @@ def test_exported_functions(runtime, plugins_dir, tmp_path):
             assert (await host.deactivate(pid)).state is PluginState.INACTIVE
             assert (await host.activate(pid)).state is PluginState.ACTIVE
             assert await call(host, pid, "echo") == {"args": [], "calls": 1}
+
+    run(main)
+
+
+# ---------------------------------------------------------------------------
+# events, commands and host methods
+# ---------------------------------------------------------------------------
+
+@scenario
+def test_events_and_commands(runtime, plugins_dir, tmp_path):
+    pid = install(plugins_dir, "events_and_commands", runtime)
+
+    async def main():
+        async with running_host(plugins_dir, tmp_path / "host.db") as host:
+            host.declare_event("conf.ping", schema={"type": "object", "properties": {"n": {"type": "integer"}}})
+            host.expose("conf.items", lambda params, page: ["a", "b", "c", "d", "e"], max_page_size=2)
+
+            def generic(params):
+                raise KeyError("/srv/secret/path")
+
+            host.expose("conf.broken", generic)
+            pongs = []
+            host.on("conf.pong", lambda event: pongs.append((event.source, event.payload)))
+            assert (await host.activate(pid)).state is PluginState.ACTIVE
+
+            # a host event reaches the handler, which emits the plugin's own event
+            report = await host.emit("conf.ping", {"n": 41})
+            assert report.delivered == [pid] and report.failed == {}
+            await host.events_idle()
+            assert stored(host, pid)["pinged"] == {"payload": {"n": 41}, "name": "conf.ping", "source": "host"}
+            assert pongs == [(pid, {"n": 42})]
+
+            # emitting: refused payloads and undeclared events, same codes and messages
+            answer = await host.invoke(pid, "conf.emit", {"name": "conf.pong", "payload": {"n": "x"}})
+            assert answer["code"] == "E_PAYLOAD"
+            assert f"event 'conf.pong' from plugin '{pid}' rejected at $.n: 'x' is not of type 'integer'" in answer["message"]
+            answer = await host.invoke(pid, "conf.emit", {"name": "conf.ping", "payload": {"n": 1}})
+            assert answer["code"] == "E_CAPABILITY"
+            answer = await host.invoke(pid, "conf.emit", {"name": "conf.pongs", "payload": {}})
+            assert answer["code"] == "E_CAPABILITY"
+
+            # commands: result checked, handler errors named by file and line
+            assert await host.invoke(pid, "conf.double", {"n": 21}) == 42
+            with pytest.raises(PayloadError):
+                await host.invoke(pid, "conf.double", {"n": "21"})
+            with pytest.raises(PluginError) as failed:
+                await host.invoke(pid, "conf.fail", {"why": "no"})
+            assert_error(failed.value, PluginError, "E_PLUGIN", pid, runtime, marked_in="events_and_commands")
+            assert "command 'conf.fail' failed" in failed.value.message and "refused: no" in failed.value.message
+
+            # host methods: paging, and a host failure that reaches the plugin clean
+            page = await host.invoke(pid, "conf.fetch", {"method": "conf.items", "params": {"limit": 10, "offset": 1}})
+            assert page == {"result": {"items": ["b", "c"], "limit": 2, "offset": 1, "total": 5, "nextOffset": 3}}
+            broken = await host.invoke(pid, "conf.fetch", {"method": "conf.broken"})
+            assert broken == {"code": "E_HOST_METHOD", "message": "host method 'conf.broken' failed"}
+
+            assert [c.name for c in host.commands()] == ["conf.double", "conf.emit", "conf.fail", "conf.fetch"]
+            assert host.plugins[pid].state is PluginState.ACTIVE
+            await host.deactivate(pid)
+            assert host.commands() == [] and host.bus.subscriptions(pid) == []
 
     run(main)

@@ -212,6 +212,8 @@ def activate(ctx):
             assert reports[0].pending == ["toucher"]
             await host.events_idle()
             assert stored(host, "toucher", "changed") == {"by": "touch"}
+            # the report is a snapshot: still only pending after the delivery
+            assert reports[0].pending == ["toucher"] and reports[0].delivered == []
 
     run(main())
 

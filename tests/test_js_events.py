@@ -862,9 +862,11 @@ def test_a_host_method_can_emit_an_event_its_js_caller_handles_without_deadlock(
             await host.activate_all()
             assert await asyncio.wait_for(host.invoke("toucher", "touch"), 5) == "touched"
             # toucher was not waited for; a JavaScript plugin handles an event
-            # while its command waits, so it may have received it already
+            # while its command waits, so it may have received it already:
+            # then it is reported as delivered, else as pending, never both
             [(pending, delivered)] = reports
-            assert pending == ["toucher"] and "bystander" in delivered
+            assert "bystander" in delivered
+            assert (pending, "toucher" in delivered) in ((["toucher"], False), ([], True))
             await host.events_idle()
             assert stored(host, "toucher", "changed") == {"by": "touch"}
 

@@ -145,6 +145,7 @@ class LoadedPlugin(ABC):
         is not JSON or breaks a limit.
         """
 
+    @abstractmethod
     async def deliver_event(self, handler_ids: list[int], payload_json: str, info: dict[str, Any]) -> list[PluginError]:
         """Deliver one event to the plugin's handlers ``handler_ids`` (ids
         the runtime gave them when the plugin subscribed), in that order,
@@ -157,8 +158,8 @@ class LoadedPlugin(ABC):
         ran). Raises a PluginError subclass if the entry as a whole failed:
         a limit was broken (the plugin is then stopped and reported through
         :meth:`on_crash`, as for any entry after activation)."""
-        raise PluginError(self.source.plugin_id, "this runtime cannot deliver events yet")
 
+    @abstractmethod
     async def run_command(self, handler_id: int, name: str, params_json: str) -> Any:
         """Call command handler ``handler_id`` (registered for command
         ``name``) with the parameters (JSON text) as one entry under the
@@ -167,7 +168,6 @@ class LoadedPlugin(ABC):
         command, file and line if the handler throws, returns something
         that is not JSON or breaks a limit (a broken limit stops the
         plugin, as in :meth:`deliver_event`)."""
-        raise PluginError(self.source.plugin_id, "this runtime cannot run commands yet")
 
     def on_crash(self, callback: "Callable[[PluginError], None]") -> None:
         """Ask to be told, through ``callback(error)``, when the plugin fails
