@@ -102,7 +102,7 @@ async def events_and_commands(host: Host) -> list[str]:
         print(f"  {command.plugin_id}: {command.name} - {command.description}")
     print("the host invokes notes.add (notes-py publishes notes.added to its subscribers):")
     number = await host.invoke("notes-py", "notes.add", {"text": "Plan the #launch party for the #release"})
-    await host.events_idle()
+    await host.events_idle()  # digest-py (Python) and hello-js (JavaScript) handle it
     print(f"  note number {number}")
     found = await host.invoke("notes-py", "notes.search", {"tag": "release"})
     print(f"the host invokes notes.search for #release: {found}")

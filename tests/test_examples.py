@@ -33,5 +33,6 @@ def test_demo_host_app_runs_to_completion():
     # Events, a paged host method and commands.
     assert "[digest-py] info: host started notebook 2.4.1: 7 documents in 3 pages" in out.stdout
     assert "[digest-py] info: new note 4: 'Plan the #launch party for the #release'" in out.stdout
+    assert "[hello-js] info: welcome, note 4 from notes-py!  {'tags': 2}" in out.stdout
     assert "E_PAYLOAD: event 'app.started' from the host rejected at $.version" in out.stdout
     assert "Traceback" not in out.stdout + out.stderr

@@ -1,5 +1,6 @@
 // @ts-check
-// Greets on activation and remembers how many times it has been activated.
+// Greets on activation, remembers how many times it has been activated, and
+// welcomes every note the notes plugin announces.
 "use strict";
 
 /** @typedef {import("hostrt").Context} Context */
@@ -36,6 +37,14 @@ async function activate(ctx) {
     await ctx.storage.set("activations", count);
     ctx.log.info(greeting, { activations: count });
     ctx.subscriptions.push(new Farewell(ctx, name));
+
+    // notes-py (a Python plugin) declares "notes.added"; the host checked
+    // the payload against its schema before this handler sees it.
+    /** @type {import("hostrt").EventHandler<{number: number, text: string, tags: string[]}>} */
+    const welcome = (note, event) => {
+        ctx.log.info(`welcome, note ${note.number} from ${event.source}!`, { tags: note.tags.length });
+    };
+    ctx.events.on("notes.added", welcome);
 }
 
 /** @param {Context} ctx */
