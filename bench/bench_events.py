@@ -55,7 +55,7 @@ def activate(ctx):
     ctx.events.on("bench.request", on_request)
 """
 
-JS_HANDLER = "function (payload) { count += payload.items.length; }"
+JS_HANDLER = "function (payload) { count += payload.items.length; return count; }"
 JS_SUBSCRIBER = f"""
 let count = 0;
 module.exports = {{
