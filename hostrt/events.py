@@ -218,6 +218,8 @@ class EventBus:
         self._next_host_handler = 1
         self._inboxes[HOST] = _Inbox(HOST, _HostSink(self._host_handlers))
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Events accepted on a plugin's thread and not yet routed on the loop.
+        self._in_transit = 0
         # Subscriptions change on plugin threads and the loop alike.
         self._lock = threading.Lock()
 
@@ -348,8 +350,15 @@ class EventBus:
         if _on_loop(loop):
             self._route(emission)
         else:
-            loop.call_soon_threadsafe(self._route, emission)
+            with self._lock:
+                self._in_transit += 1
+            loop.call_soon_threadsafe(self._route_later, emission)
         return emission
+
+    def _route_later(self, emission: _Emission) -> None:
+        with self._lock:
+            self._in_transit -= 1
+        self._route(emission)
 
     def _audit_rejection(self, source: str, name: str, code: str, path: str, reason: str) -> None:
         self._store.audit(None if source == HOST else source, "event.rejected",
@@ -465,10 +474,12 @@ class EventBus:
         meanwhile included)."""
         while True:
             tasks = [inbox.task for inbox in list(self._inboxes.values()) if inbox.task is not None]
-            if not tasks:
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
+            elif self._in_transit:
+                await asyncio.sleep(0)  # its routing is already scheduled on the loop
+            else:
                 return
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await asyncio.sleep(0)
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

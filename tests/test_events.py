@@ -564,7 +564,7 @@ def test_the_host_subscribes_to_plugin_events_in_order(plugins_dir, tmp_path, ca
             await host.activate_all()
             for to in ("a", "b"):
                 await host.invoke("pub", "send", {"event": "greeting.sent", "payload": {"to": to}})
-            await host.events_idle()
+                await host.events_idle()
             assert seen == [("greeting.sent", "pub", {"to": "a"}), ("echo", {"of": "a"}),
                             ("greeting.sent", "pub", {"to": "b"}), ("echo", {"of": "b"})]
             assert [r.pending for r in reports] == [["host"], ["host"]]

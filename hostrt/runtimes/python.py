@@ -1,10 +1,12 @@
 """The Python runtime: plugin.py under RestrictedPython plus hostrt's sandbox.
 
 Each loaded plugin gets its own single worker thread. Every entry into
-plugin code -- the module top level, ``activate``, ``deactivate``, disposers
-and (later) event handlers, all through :meth:`LoadedPythonPlugin.call` or
-the same internal path -- runs in that thread via ``loop.run_in_executor``,
-so the asyncio loop stays responsive while plugin code runs.
+plugin code -- the module top level, ``activate``, ``deactivate``, disposers,
+event handlers and commands, all through :meth:`LoadedPythonPlugin.call` or
+the same internal path -- runs in that thread, so plugin code never runs on
+the event loop's thread. The loop waits up to :data:`BLOCKING_WAIT_S` for an
+entry to finish (most take microseconds, and a thread result that is
+awaited costs two loop wake-ups more) and awaits longer ones.
 
 Time is bounded in three layers:
 
@@ -30,11 +32,13 @@ Time is bounded in three layers:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextvars
 import gc
 import json
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
@@ -83,6 +87,9 @@ def _worker(plugin_id: str) -> ThreadPoolExecutor:
 #: Default extra time the awaiting side allows past an entry's budget before
 #: it gives up on the thread (layer 3 above).
 DEFAULT_GRACE_S = 2.0
+#: How long the event loop may block waiting for an entry before it awaits
+#: the thread instead (as the JavaScript runtime does for a script).
+BLOCKING_WAIT_S = 0.0005
 #: Time granted to plugin ``__str__`` code while an error is being formatted.
 _FORMAT_GRACE_S = 0.05
 
@@ -389,21 +396,38 @@ class LoadedPythonPlugin(LoadedPlugin):
             self._lock = asyncio.Lock()
         lock = self._lock
         await lock.acquire()
-        loop = asyncio.get_running_loop()
+        started = time.monotonic()
         try:
             # The entry sees the host's context variables (the call chain
             # of hostrt.callchain), as a JavaScript entry does.
             context = contextvars.copy_context()
-            future = loop.run_in_executor(self._executor, context.run, self._run_entry, body)
+            done = self._executor.submit(context.run, self._run_entry, body)
         except BaseException:
             lock.release()
             raise
+        try:
+            # Most entries (an event handler, a command) take microseconds:
+            # waiting for them here, briefly, saves the two loop wake-ups an
+            # awaited thread result costs. Longer entries are awaited.
+            value, error = done.result(timeout=BLOCKING_WAIT_S)
+        except concurrent.futures.TimeoutError:
+            value, error = await self._await_entry(done, lock, started)
+        else:
+            lock.release()
+        if error is not None:
+            raise error
+        return value
+
+    async def _await_entry(self, done: "concurrent.futures.Future[Any]", lock: asyncio.Lock,
+                           started: float) -> Any:
+        future = asyncio.wrap_future(done)
         # The lock is released when the thread is done, not when this task
         # stops waiting: a cancelled or timed-out waiter must not let a second
         # entry queue up behind a thread that is still running plugin code.
         future.add_done_callback(lambda _f: lock.release())
+        left = self._timeout_s + self._grace_s - (time.monotonic() - started)
         try:
-            value, error = await asyncio.wait_for(asyncio.shield(future), self._timeout_s + self._grace_s)
+            return await asyncio.wait_for(asyncio.shield(future), max(left, 0.0))
         except asyncio.TimeoutError:
             self._poison()
             raise BudgetExceededError(
@@ -413,9 +437,6 @@ class LoadedPythonPlugin(LoadedPlugin):
                 "the plugin has been stopped",
                 file=self.source.display_file,
             ) from None
-        if error is not None:
-            raise error
-        return value
 
     def _run_entry(self, body: Callable[[], Any]) -> tuple[Any, PluginError | None]:
         """Worker thread: open the budget, run, translate any failure while
