@@ -311,6 +311,15 @@ def _raw_match(regexp: Any) -> tuple[Any, Any, Any] | None:
 # --- the compiler ------------------------------------------------------------------
 
 
+def _count_bounds(node: dict, low_key: str, high_key: str) -> tuple[Any, Any]:
+    """A ``min*``/``max*`` pair of counts (``_INF`` for no maximum)."""
+    low = node.get(low_key, 0)
+    high = node.get(high_key, _INF)
+    if not (_is_count(low) and (high is _INF or _is_count(high))):
+        raise _Unsupported
+    return low, high
+
+
 def _is_count(value: Any) -> bool:
     """A non-negative integer as the meta-schema accepts it (``2.0`` too)."""
     return (type(value) is int or (type(value) is float and value.is_integer())) and value >= 0
@@ -639,10 +648,7 @@ class _Compiler:
     # strings ------------------------------------------------------------------------
 
     def _string(self, node: dict) -> Check | None:
-        low = node.get("minLength", 0)
-        high = node.get("maxLength", _INF)
-        if not (_is_count(low) and (high is _INF or _is_count(high))):
-            raise _Unsupported
+        low, high = _count_bounds(node, "minLength", "maxLength")
         if "pattern" not in node:
             if "minLength" not in node and "maxLength" not in node:
                 return None
@@ -711,10 +717,7 @@ class _Compiler:
     # arrays -------------------------------------------------------------------------
 
     def _array(self, node: dict) -> Check | None:
-        low = node.get("minItems", 0)
-        high = node.get("maxItems", _INF)
-        if not (_is_count(low) and (high is _INF or _is_count(high))):
-            raise _Unsupported
+        low, high = _count_bounds(node, "minItems", "maxItems")
         prefix = node.get("prefixItems", [])
         prefix_tables = tuple(self.table(each) for each in prefix)
         prefix_count = len(prefix_tables)
@@ -810,10 +813,7 @@ class _Compiler:
     # objects ------------------------------------------------------------------------
 
     def _object(self, node: dict) -> Check | None:
-        low = node.get("minProperties", 0)
-        high = node.get("maxProperties", _INF)
-        if not (_is_count(low) and (high is _INF or _is_count(high))):
-            raise _Unsupported
+        low, high = _count_bounds(node, "minProperties", "maxProperties")
         required = node.get("required")
         if required is not None:
             if type(required) is not list or any(type(name) is not str for name in required):

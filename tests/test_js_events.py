@@ -6,16 +6,14 @@ test_events.py and test_host_methods.py.)"""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable
+from typing import Any, Callable
 
 import pytest
 
-from hostrt import Host, HostPolicy, PluginState, callchain
+from hostrt import Host, PluginState, callchain
 from hostrt.errors import (
     BudgetExceededError,
     CommandNotFoundError,
@@ -28,18 +26,9 @@ from hostrt.events import EventPolicy
 from hostrt.hostmethods import Page
 
 from conftest import RecordingGate, write_plugin
+from test_events import GREETING, RECORDER as PY_RECORDER, running, stored
+from test_host_methods import GREET_DECL
 from test_js_runtime import active, write_js_plugin
-
-GREETING = {
-    "name": "greeting.sent",
-    "schema": {
-        "type": "object",
-        "properties": {"to": {"type": "string", "maxLength": 20}, "n": {"type": "integer"}},
-        "required": ["to"],
-        "additionalProperties": False,
-    },
-    "maxPayloadBytes": 200,
-}
 
 #: Two handlers for PATTERN that append what they receive to "seen". Each
 #: reads and writes storage with awaits in between: unless the second
@@ -57,20 +46,6 @@ module.exports = { activate(ctx) {
 } };
 """
 
-#: The Python plugin with the same two handlers.
-PY_RECORDER = """
-def activate(ctx):
-    def first(payload, event):
-        seen = ctx.storage.get("seen", [])
-        seen.append(["first", payload, event["name"], event["source"]])
-        ctx.storage.set("seen", seen)
-    def second(payload):
-        seen = ctx.storage.get("seen", [])
-        seen.append(["second", payload])
-        ctx.storage.set("seen", seen)
-    ctx.events.on("PATTERN", first)
-    ctx.events.on("PATTERN", second)
-"""
 
 #: Command "send" emits the event named in its parameters and answers
 #: "sent", or the error's class, code and message.
@@ -110,25 +85,6 @@ module.exports = { activate(ctx) {
 
 def run(coro: Any) -> Any:
     return asyncio.run(coro)
-
-
-@contextlib.asynccontextmanager
-async def running(plugins: Path, tmp_path: Path, *, events: EventPolicy | None = None,
-                  grant: bool = True) -> AsyncIterator[Host]:
-    host = Host(plugins, tmp_path / "host.db", policy=HostPolicy(events=events or EventPolicy()))
-    await host.discover()
-    if grant:
-        for plugin_id in host.plugins:
-            host.grants.grant_requested(plugin_id)
-    try:
-        yield host
-    finally:
-        await host.close()
-
-
-def stored(host: Host, plugin_id: str, key: str) -> Any:
-    text = host.store.kv_get(plugin_id, key)
-    return None if text is None else json.loads(text)
 
 
 async def eventually(condition: Callable[[], bool], within: float = 5.0) -> None:
@@ -974,13 +930,6 @@ module.exports = { activate(ctx) {
     });
 } };
 """
-GREET_DECL = {
-    "name": "greet",
-    "description": "Say hello",
-    "paramsSchema": {"type": "object", "properties": {"who": {"type": "string"}}, "required": ["who"]},
-    "resultSchema": {"type": "string"},
-    "maxPayloadBytes": 100,
-}
 
 
 def test_invoke_a_js_command_with_checked_params_and_result(plugins: Path, tmp_path: Path) -> None:
