@@ -40,11 +40,14 @@ def current() -> Cause:
 
 
 @contextmanager
-def entering(plugin_id: str, *, event_depth: int | None = None) -> Iterator[Cause]:
+def entering(plugin_id: str, *, event_depth: int | None = None,
+             waiting: tuple[str, ...] | None = None) -> Iterator[Cause]:
     """Mark the code inside as an entry into ``plugin_id`` (handling an
-    event of ``event_depth``, if given) caused by the current code."""
+    event of ``event_depth``, if given) caused by the current code, or by
+    code that ``waiting`` plugins wait on (an event's emitter)."""
     outer = _CAUSE.get()
-    cause = Cause(outer.waiting + (plugin_id,), outer.event_depth if event_depth is None else event_depth)
+    before = outer.waiting if waiting is None else waiting
+    cause = Cause(before + (plugin_id,), outer.event_depth if event_depth is None else event_depth)
     token = _CAUSE.set(cause)
     try:
         yield cause

@@ -20,10 +20,20 @@ from .manifest import CommandDecl
 from .payloads import PayloadSpec
 
 
+def command_subject(plugin_id: str, name: str) -> str:
+    """How errors name a command."""
+    return f"command '{name}' of plugin '{plugin_id}'"
+
+
+def result_subject(plugin_id: str, name: str) -> str:
+    """How a PayloadError names a command's result."""
+    return f"result of {command_subject(plugin_id, name)}"
+
+
 class CommandSink(Protocol):
     """What the registry needs from an active plugin (its LoadedPlugin)."""
 
-    async def run_command(self, handler_id: int, name: str, params_json: str) -> Any:
+    async def run_command(self, handler_id: int, name: str, params_json: str, max_result_bytes: int) -> Any:
         """Call handler ``handler_id`` with the parameters (JSON text) as
         one entry and return its result as fresh JSON data; raise
         PluginError (naming the command, file and line) if it fails."""
@@ -66,11 +76,11 @@ class CommandRegistry:
         """Make an activating plugin's declared commands registrable."""
         commands = {}
         for decl in declarations:
-            subject = f"command '{decl.name}' of plugin '{plugin_id}'"
             commands[decl.name] = _Declared(
                 decl,
-                PayloadSpec(f"parameters of {subject}", decl.params_schema, decl.max_payload_bytes),
-                PayloadSpec(f"result of {subject}", decl.result_schema, decl.max_payload_bytes),
+                PayloadSpec(f"parameters of {command_subject(plugin_id, decl.name)}", decl.params_schema,
+                            decl.max_payload_bytes),
+                PayloadSpec(result_subject(plugin_id, decl.name), decl.result_schema, decl.max_payload_bytes),
             )
         with self._lock:
             self._plugins[plugin_id] = _Plugin(sink, commands)
@@ -136,9 +146,9 @@ class CommandRegistry:
                                  f"'{name}' now would deadlock")
         params_text, _ = declared.params.check({} if params is None else params, "host", plain=True)
         with callchain.entering(plugin_id):
-            result = await plugin.sink.run_command(handler_id, name, params_text)
+            result = await plugin.sink.run_command(handler_id, name, params_text, declared.decl.max_payload_bytes)
         _, result = declared.result.check(result, plugin_id, plain=True)
         return result
 
 
-__all__ = ["CommandInfo", "CommandRegistry", "CommandSink"]
+__all__ = ["CommandInfo", "CommandRegistry", "CommandSink", "command_subject", "result_subject"]

@@ -293,7 +293,7 @@ class ActivationContext:
         assert self._emit_budget is not None
         if not self._emit_budget.take():
             policy = services.bus.policy
-            self._store.audit(self._id, "event.rejected", {"event": name, "code": RateLimitError.code})
+            services.bus.audit_rejection(self._id, name, RateLimitError.code, "$", "rate limit")
             raise RateLimitError(
                 f"plugin '{self._id}' emits events faster than its limit of {policy.rate_per_s:g} per second "
                 f"(bursts of {policy.burst}); event '{name}' was not sent"
@@ -331,11 +331,12 @@ class ActivationContext:
         and return its result as JSON text. Errors are HostMethodError or
         PayloadError, safe to show to the plugin."""
         services = self._host()
-        self._enter(Capability("host.call", name if type(name) is str else ""))
+        needed = Capability("host.call", name if type(name) is str else "")
+        self._enter(needed)
         if self._host_call_slots is None:
             self._host_call_slots = asyncio.Semaphore(HOST_CALLS_IN_FLIGHT)
         async with self._host_call_slots:
-            self._enter(None)  # the plugin may have stopped while this call waited
+            self._enter(needed)  # the plugin may have stopped, or lost the grant, while this call waited
             return await services.methods.call(self._id, name, params, plain=plain)
 
     def host_call_blocking(self, name: str, params: Any, timeout_s: float) -> str:

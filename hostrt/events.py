@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import inspect
 import json
 import logging
@@ -52,6 +53,7 @@ from .errors import (
     PayloadError,
     PluginError,
 )
+from .auditthrottle import AuditThrottle
 from .grants import GrantManager
 from .payloads import PayloadSpec
 from .store import Store
@@ -60,6 +62,9 @@ _log = logging.getLogger("hostrt.events")
 
 #: The host's name as an event's source (an id no plugin may take).
 HOST = "host"
+#: Rejections of one event for one reason are written to the audit log at
+#: most once per this many seconds, with a count of those left out.
+REJECTION_AUDIT_INTERVAL_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -181,13 +186,15 @@ class _Subscription:
 class _Emission:
     """One accepted event on its way to the inboxes."""
 
-    __slots__ = ("name", "source", "text", "depth", "report", "waits")
+    __slots__ = ("name", "source", "text", "depth", "waiting", "report", "waits")
 
-    def __init__(self, name: str, source: str, text: str, depth: int) -> None:
+    def __init__(self, name: str, source: str, text: str, depth: int, waiting: tuple[str, ...]) -> None:
         self.name = name
         self.source = source
         self.text = text
         self.depth = depth
+        #: Plugins waiting on whoever emitted it (see hostrt.callchain).
+        self.waiting = waiting
         self.report = EventDelivery(name, source)
         self.waits: dict[str, asyncio.Future[None]] = {}
 
@@ -210,6 +217,7 @@ class EventBus:
     def __init__(self, store: Store, grants: GrantManager, policy: EventPolicy | None = None) -> None:
         self._store = store
         self._grants = grants
+        self._rejections = AuditThrottle(store, REJECTION_AUDIT_INTERVAL_S)
         self.policy = policy or EventPolicy()
         self._declared: dict[str, EventDeclaration] = {}
         self._subscriptions: list[_Subscription] = []
@@ -257,12 +265,13 @@ class EventBus:
             self._inboxes[plugin_id] = _Inbox(plugin_id, sink)
 
     def detach(self, plugin_id: str) -> None:
-        """Drop a plugin's subscriptions, inbox and declarations. Events it
-        had not received yet are reported as skipped."""
+        """Drop a plugin's subscriptions and inbox (its declarations stay
+        until :meth:`undeclare_owner`, so its deactivate may still emit).
+        Events it had not received yet are reported as skipped."""
         with self._lock:
             self._subscriptions = [s for s in self._subscriptions if s.plugin_id != plugin_id]
             inbox = self._inboxes.pop(plugin_id, None)
-            self._declared = {n: d for n, d in self._declared.items() if d.owner != plugin_id}
+        self._rejections.flush(plugin_id)
         if inbox is not None:
             inbox.closed = True
             while inbox.queue:
@@ -333,9 +342,10 @@ class EventBus:
             who = "the host" if source == HOST else f"plugin '{source}'"
             raise EventError(f"{who} does not declare an event named {_shown(name)}; only the declarer "
                              "of an event may emit it")
-        depth = callchain.current().event_depth + 1
+        cause = callchain.current()
+        depth = cause.event_depth + 1
         if depth > self.policy.max_depth:
-            self._audit_rejection(source, name, "E_EVENT_DEPTH", "$", f"depth {depth}")
+            self.audit_rejection(source, name, "E_EVENT_DEPTH", "$", f"depth {depth}")
             raise EventDepthError(
                 f"event '{name}' emitted at depth {depth}: events emitted while handling events may nest "
                 f"at most {self.policy.max_depth} deep (is there a loop between handlers?)"
@@ -343,9 +353,11 @@ class EventBus:
         try:
             text, _ = declaration.payload.check(payload, source, plain=plain)
         except PayloadError as exc:
-            self._audit_rejection(source, name, exc.code, exc.json_path, exc.reason)
+            self.audit_rejection(source, name, exc.code, exc.json_path, exc.reason)
             raise
-        emission = _Emission(name, source, text, depth)
+        # The host waits for its emit; a plugin's returns at once, so no
+        # plugin waits on the delivery of a plugin's event.
+        emission = _Emission(name, source, text, depth, cause.waiting if source == HOST else ())
         loop = self._require_loop()
         if _on_loop(loop):
             self._route(emission)
@@ -360,9 +372,12 @@ class EventBus:
             self._in_transit -= 1
         self._route(emission)
 
-    def _audit_rejection(self, source: str, name: str, code: str, path: str, reason: str) -> None:
-        self._store.audit(None if source == HOST else source, "event.rejected",
-                          {"event": name, "code": code, "path": path, "reason": reason[:500]})
+    def audit_rejection(self, source: str, name: Any, code: str, path: str, reason: str) -> None:
+        """Write an ``event.rejected`` entry (throttled per event and code,
+        with the count of those left out)."""
+        shown = name if type(name) is str else f"(a {type(name).__name__})"
+        self._rejections.audit(None if source == HOST else source, "event.rejected", f"{shown}\n{code}",
+                               {"event": shown, "code": code, "path": path, "reason": reason[:500]})
 
     def _require_loop(self) -> asyncio.AbstractEventLoop:
         if self._loop is None or self._loop.is_closed():
@@ -419,17 +434,28 @@ class EventBus:
             else:
                 inbox.queue.append((emission, handler_ids))
                 if inbox.task is None:
-                    inbox.task = loop.create_task(self._drain(inbox), name=f"hostrt-events-{plugin_id}")
+                    inbox.task = self._start_drain(inbox)
+
+    def _start_drain(self, inbox: _Inbox) -> "asyncio.Task[None]":
+        # A context of its own: each delivery runs in its emission's cause,
+        # never in that of whoever happened to find the inbox idle.
+        return asyncio.get_running_loop().create_task(
+            self._drain(inbox), name=f"hostrt-events-{inbox.plugin_id}", context=contextvars.Context())
 
     async def _drain(self, inbox: _Inbox) -> None:
         try:
             while inbox.queue and not inbox.closed:
                 emission, handler_ids = inbox.queue.popleft()
-                await self._deliver(inbox, emission, handler_ids)
+                try:
+                    await self._deliver(inbox, emission, handler_ids)
+                except Exception:  # noqa: BLE001 - one broken delivery must not strand the rest
+                    _log.exception("delivering event '%s' to '%s' failed", emission.name, inbox.plugin_id)
+                finally:
+                    self._finish(emission, inbox.plugin_id)
         finally:
             inbox.task = None
             if inbox.queue and not inbox.closed:  # cancelled mid-way: never strand events
-                inbox.task = asyncio.get_running_loop().create_task(self._drain(inbox))
+                inbox.task = self._start_drain(inbox)
 
     async def _deliver(self, inbox: _Inbox, emission: _Emission, handler_ids: list[int]) -> None:
         plugin_id = inbox.plugin_id
@@ -442,7 +468,7 @@ class EventBus:
             return
         info = {"name": emission.name, "source": emission.source}
         try:
-            with callchain.entering(plugin_id, event_depth=emission.depth):
+            with callchain.entering(plugin_id, event_depth=emission.depth, waiting=emission.waiting):
                 errors = await inbox.sink.deliver_event(handler_ids, emission.text, info)
         except PluginError as exc:
             errors = [exc]
@@ -452,15 +478,13 @@ class EventBus:
                                   f"{type(exc).__name__}")]
         if errors:
             first = errors[0]
+            emission.report.failed[plugin_id] = first
             _log.warning("plugin '%s' failed handling event '%s': %s", plugin_id, emission.name, first)
             self._store.audit(plugin_id, "event.handler_failed",
                               {"event": emission.name, "source": emission.source, "errors": len(errors),
                                "error": first.to_dict()})
-            emission.report.failed[plugin_id] = first
-            self._finish(emission, plugin_id)
         else:
             emission.report.delivered.append(plugin_id)
-            self._finish(emission, plugin_id)
 
     def _finish(self, emission: _Emission, plugin_id: str, *, skipped: bool = False) -> None:
         if skipped:

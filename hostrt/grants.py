@@ -14,12 +14,11 @@ process sharing the database bites on the plugin's next call.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Sequence
 
 from .capabilities import Capability, allows, covered_by_any, parse_capability
 from .errors import CapabilityError, GrantError, PluginNotFoundError
+from .auditthrottle import AuditThrottle
 from .store import Store
 
 #: Returns the parsed capabilities a plugin's current manifest requests, or
@@ -39,9 +38,8 @@ class GrantManager:
     def __init__(self, store: Store, requests: RequestsLookup) -> None:
         self._store = store
         self._requests = requests
-        self._denials: dict[tuple[str, str], tuple[float, int]] = {}
+        self._denials = AuditThrottle(store, DENIAL_AUDIT_INTERVAL_S)
         self._effective: dict[str, tuple[tuple[int, int], Sequence[Capability], tuple[Capability, ...]]] = {}
-        self._denials_lock = threading.Lock()
 
     def _requested(self, plugin_id: str) -> Sequence[Capability]:
         requested = self._requests(plugin_id)
@@ -133,17 +131,10 @@ class GrantManager:
         self._audit_denial(plugin_id, str(needed))
         raise CapabilityError(plugin_id, str(needed))
 
+    def flush_denials(self, plugin_id: str) -> None:
+        """Write the denials of ``plugin_id`` still being counted (the host
+        calls it when the plugin stops)."""
+        self._denials.flush(plugin_id)
+
     def _audit_denial(self, plugin_id: str, capability: str) -> None:
-        key, now = (plugin_id, capability), time.monotonic()
-        with self._denials_lock:
-            last, suppressed = self._denials.get(key, (None, 0))
-            if last is not None and now - last < DENIAL_AUDIT_INTERVAL_S:
-                self._denials[key] = (last, suppressed + 1)
-                return
-            if len(self._denials) >= _MAX_TRACKED_DENIALS:
-                self._denials.clear()
-            self._denials[key] = (now, 0)
-        detail: dict[str, object] = {"capability": capability}
-        if suppressed:
-            detail["suppressed"] = suppressed
-        self._store.audit(plugin_id, "denied", detail)
+        self._denials.audit(plugin_id, "denied", capability, {"capability": capability})

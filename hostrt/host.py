@@ -314,6 +314,7 @@ class Host:
         self.bus.detach(plugin_id)
         self.bus.undeclare_owner(plugin_id)
         self._commands.detach(plugin_id)
+        self.grants.flush_denials(plugin_id)
         if context is not None:
             context.close()
 

@@ -167,9 +167,9 @@ class HostMethods:
                 result = method.fn(params, page) if page is not None else method.fn(params)
                 if inspect.isawaitable(result):
                     result = await result
-            except (HostMethodError, PayloadError):
+            except HostMethodError:
                 raise
-            except Exception:
+            except Exception:  # a PayloadError of host code inside fn (its own emit) included
                 _log.exception("host method '%s' failed (called by plugin '%s')", name, caller)
                 raise HostMethodError(f"host method '{name}' failed") from None
         if page is not None:

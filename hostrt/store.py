@@ -794,7 +794,10 @@ def _insert_audit(
 ) -> None:
     """Append an audit row on ``conn`` inside the caller's transaction."""
     text = json.dumps(
-        detail or {}, separators=(",", ":"), ensure_ascii=False, default=str
+        # ASCII: details quote plugin-chosen text (names, error messages),
+        # and a lone surrogate in it must not cost the audit entry (SQLite
+        # cannot store one as UTF-8).
+        detail or {}, separators=(",", ":"), ensure_ascii=True, default=str
     )
     conn.execute(
         "INSERT INTO audit_log (ts, plugin_id, action, detail_json) VALUES (?, ?, ?, ?)",

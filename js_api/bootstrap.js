@@ -37,6 +37,7 @@
   const JSONStringify = JSON.stringify;
   const JSONParse = JSON.parse;
   const NumberIsFinite = Number.isFinite;
+  const NumberIsSafeInteger = Number.isSafeInteger;
   const StringCtor = String;
   const ErrorCtor = Error;
   const TypeErrorCtor = TypeError;
@@ -983,6 +984,9 @@
     const kind = msg[0];
     if (kind === "reply") settle(msg[1], msg[2], msg[3]);
     else if (kind === "enter") {
+      // Plugin code can call the pump itself; an entry id is written into
+      // the outbox as it is, so only the host's kind (a safe integer) runs.
+      if (!NumberIsSafeInteger(msg[1]) || msg[1] < 0) return;
       const target = targets[msg[2]];
       if (target === undefined) finish(msg[1], false, new ErrorCtor("unknown entry " + msg[2]));
       else target(msg[1], msg[3]);

@@ -35,6 +35,7 @@ from hostrt.errors import LifecycleError, PayloadError, PluginError
 from hostrt.events import EventPolicy
 
 from conftest import finishes, manifest_dict
+from test_events import rejections
 
 #: Stored by the victim; must never reach an attacker.
 VICTIM_SECRET = "victim-secret-7f3a"
@@ -254,54 +255,77 @@ def recorder(root: Path, plugin_id: str, pattern: str, *, python: bool = False) 
 # 1. identity: nothing a plugin sends makes it act as someone else
 
 
-#: Raw protocol messages smuggled into the outbox: the shim writes the id of
-#: an entry into its "done" message as it was given, so an id that is a
-#: string of JSON, fed to the shim's own pump, lands in the outbox verbatim
-#: once that entry finishes, where the host reads it as messages in their own right.
+#: Raw protocol messages a plugin would like the host to read as its own.
+RAW_MESSAGES: list[Any] = [
+    ["call", 900001, "events.emit", ["victim.note", {"forged": True}]],
+    ["call", 900002, "events.emit", ["app.started", {"forged": True}]],
+    ["call", 900003, "events.on", ["*", 424242]],
+    ["call", 900004, "events.on", ["victim.*", 424243]],
+    ["call", 900005, "commands.register", ["victim.whisper", 424244]],
+    ["call", 900006, "host.call", ["app.secret", {"from": "raw"}]],
+    ["call", 900007, "storage.set", ["injected", True]],
+    # handler ids the shim never picks, and the victim's ids (1-4) to dispose
+    ["call", 900008, "events.on", ["attacker.*", 0]],
+    ["call", 900009, "events.on", ["attacker.*", 9007199254740992]],
+    ["call", 900010, "events.on", ["attacker.*", "1"]],
+    ["call", 900011, "events.on", ["attacker.*", 1.5]],
+    ["call", 900012, "events.off", [1]],
+    ["call", 900013, "events.off", [2]],
+    ["call", 900014, "commands.unregister", [3]],
+    ["call", 900015, "commands.unregister", [4]],
+    ["call", 900016, "events.emit", [{"toString": "victim.note"}, {}]],
+    ["call", 900017, "host.call", [["app.secret"], None]],
+]
+
+#: Tries to smuggle RAW_MESSAGES into the outbox through the shim's own
+#: pump: an entry id that is a string of JSON would be written into the
+#: entry's "done" message as it is, closing a harmless "done" of its own
+#: and opening the last one. The shim runs only entries with an integer id.
 INJECTOR_JS = r"""
-const RAW = [
-  ["call", 900001, "events.emit", ["victim.note", { forged: true }]],
-  ["call", 900002, "events.emit", ["app.started", { forged: true }]],
-  ["call", 900003, "events.on", ["*", 424242]],
-  ["call", 900004, "events.on", ["victim.*", 424243]],
-  ["call", 900005, "commands.register", ["victim.whisper", 424244]],
-  ["call", 900006, "host.call", ["app.secret", { from: "raw" }]],
-  ["call", 900007, "storage.set", ["injected", true]],
-  // handler ids the shim never picks, and the victim's ids (1-4) to dispose
-  ["call", 900008, "events.on", ["attacker.*", 0]],
-  ["call", 900009, "events.on", ["attacker.*", 9007199254740992]],
-  ["call", 900010, "events.on", ["attacker.*", "1"]],
-  ["call", 900011, "events.on", ["attacker.*", 1.5]],
-  ["call", 900012, "events.off", [1]],
-  ["call", 900013, "events.off", [2]],
-  ["call", 900014, "commands.unregister", [3]],
-  ["call", 900015, "commands.unregister", [4]],
-  ["call", 900016, "events.emit", [{ toString: "victim.note" }, {}]],
-  ["call", 900017, "host.call", [["app.secret"], null]],
-];
-// "done" is written as '["done",' + id + ',' + ok + ',' + result + ']': the
-// id closes a harmless "done" of its own and opens the last one.
+const RAW = __RAW__;
 const injected = "999999,true,null]," + RAW.map((m) => JSON.stringify(m)).join(",") + ',["done",999998';
 module.exports = {
   activate(ctx) {
     ctx.commands.register("attack", async () => {
       __hostrt_pump(JSON.stringify([["enter", injected, "call", ["later", []]]]));
-      await ctx.storage.get("a");   // the injected messages leave with these exchanges
+      await ctx.storage.get("a");   // injected messages would leave with these exchanges
       await ctx.storage.get("b");
       return "sent";
     });
   },
   async later() { await null; return 1; },
 };
-"""
+""".replace("__RAW__", json.dumps(RAW_MESSAGES))
 
 
-def test_js_raw_messages_smuggled_past_the_shim_act_only_as_the_sender(plugins: Path, tmp_path: Path) -> None:
-    """Raw "call" messages reach the host (the granted storage write lands),
-    yet each is checked as the attacker's own: it can emit neither the
-    victim's nor the host's event, cannot subscribe past its grant, cannot
-    take the victim's command and cannot call a host method it lacks."""
+def test_js_raw_messages_cannot_be_smuggled_through_the_shims_pump(plugins: Path, tmp_path: Path) -> None:
     write_js(plugins, "attacker", INJECTOR_JS, commands=[{"name": "attack"}],
+             capabilities=["storage", "events.publish:*", "events.subscribe:attacker.*"])
+    recorder(plugins, "listener", "*")
+
+    async def main() -> None:
+        async with World(plugins, tmp_path) as world:
+            host = world.host
+            host.expose("app.secret", lambda params: CANARY)
+            await world.start("attacker", "listener")
+            assert await bounded(host.invoke("attacker", "attack", {})) == "sent"
+            await bounded(host.events_idle())
+            assert world.rows("attacker") == {}  # not even the harmless storage write arrived
+            assert world.heard == [] and host.bus.subscriptions("attacker") == []
+            assert world.state("attacker") is PluginState.ACTIVE
+            await world.assert_unharmed()
+
+    run(main)
+
+
+def test_js_raw_messages_act_only_as_the_sender(plugins: Path, tmp_path: Path) -> None:
+    """Whatever a plugin's isolate sends (here: raw "call" messages handed
+    to its channel as if the isolate had produced them, so the test does not
+    depend on a way past the shim) is checked as that plugin's own: it can
+    emit neither the victim's nor the host's event, cannot subscribe past
+    its grant, cannot take the victim's command and cannot call a host
+    method it lacks. The granted storage write shows the messages arrived."""
+    write_js(plugins, "attacker", "module.exports = { activate() {} };",
              capabilities=["storage", "events.publish:*", "events.subscribe:attacker.*"])
     recorder(plugins, "listener", "*")
 
@@ -311,13 +335,15 @@ def test_js_raw_messages_smuggled_past_the_shim_act_only_as_the_sender(plugins: 
             secret_calls: list[Any] = []
             host.expose("app.secret", lambda params: secret_calls.append(params) or CANARY)
             await world.start("attacker", "listener")
-            assert await bounded(host.invoke("attacker", "attack", {})) == "sent"
+            channel = host.plugins["attacker"]._loaded._channel
+            replies = channel._handle(json.dumps(RAW_MESSAGES))
+            await bounded(channel.exchange(replies))
             await bounded(host.events_idle())
-            assert world.rows("attacker") == {"injected": True}  # the smuggled messages did reach the host
+            assert world.rows("attacker") == {"injected": True}  # the raw messages did reach the host
             assert world.heard == [] and world.stored("listener", "seen") is None
             assert host.bus.subscriptions("attacker") == []
             assert sorted((c.plugin_id, c.name) for c in host.commands()) == [
-                ("attacker", "attack"), ("victim", "victim.announce"), ("victim", "victim.whisper")]
+                ("victim", "victim.announce"), ("victim", "victim.whisper")]
             assert secret_calls == []
             denied = {e.detail["capability"] for e in host.store.audit_log(plugin_id="attacker", action="denied")}
             # (a name that is not a string is checked as an empty one, and refused)
@@ -1137,11 +1163,6 @@ def surrogate_attacker(plugins: Path, language: str) -> None:
         write_py(plugins, "attacker", SURROGATE_PY, **manifest)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a lone surrogate in an event or host method name makes the grant denial's audit write raise "
-    "UnicodeEncodeError (Store._insert_audit dumps the detail with ensure_ascii=False and SQLite cannot "
-    "encode it): the plugin gets 'internal host error' instead of CapabilityError, the denial is not "
-    "audited, and the host logs a traceback for every new name"))
 @pytest.mark.parametrize("language", ["js", "py"])
 def test_a_lone_surrogate_in_a_name_is_an_audited_capability_refusal(plugins: Path, tmp_path: Path,
                                                                      language: str) -> None:
@@ -1164,11 +1185,6 @@ def test_a_lone_surrogate_in_a_name_is_an_audited_capability_refusal(plugins: Pa
     run(main)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a JavaScript handler error whose message holds a lone surrogate makes host.emit() wait forever: "
-    "EventBus._deliver writes the event.handler_failed audit entry before it finishes the delivery, and "
-    "Store._insert_audit (json.dumps with ensure_ascii=False) raises UnicodeEncodeError, which kills the "
-    "inbox's drain task; the emission's wait future is never resolved"))
 def test_a_handler_error_with_a_lone_surrogate_cannot_hang_the_hosts_emit(plugins: Path, tmp_path: Path) -> None:
     write_js(plugins, "attacker", r"""
         module.exports = { activate(ctx) {
@@ -1192,10 +1208,6 @@ def test_a_handler_error_with_a_lone_surrogate_cannot_hang_the_hosts_emit(plugin
     run(main)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a JavaScript plugin whose activate throws an Error with a lone surrogate in its message makes "
-    "Host.activate_all() raise UnicodeEncodeError (Host._set audits the error through Store._insert_audit, "
-    "which cannot store it), so the plugins after it are never activated"))
 def test_an_activation_error_with_a_lone_surrogate_does_not_stop_the_other_plugins(plugins: Path,
                                                                                   tmp_path: Path) -> None:
     write_js(plugins, "attacker", r"""module.exports = { activate() { throw new Error("bad \ud800"); } };""")
@@ -1484,11 +1496,6 @@ def test_a_handler_emitting_its_own_event_forever_stops_at_the_depth_limit(plugi
     run(main)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "timers that come due in the same turn of the loop run in one exchange in the call chain of the first "
-    "(Channel._fire/_run_due), so a timer started while handling an event at depth d, batched behind a "
-    "timer started at activation, emits at depth 1: when the host's loop runs late (here a 30 ms sync host "
-    "method), a timer-driven loop of handlers is never stopped by max_depth"))
 def test_a_timer_started_in_a_handler_keeps_its_depth_when_the_loop_runs_late(plugins: Path,
                                                                               tmp_path: Path) -> None:
     source = """
@@ -1739,13 +1746,6 @@ def test_a_cycle_through_an_event_is_detected_whatever_the_subscribers_inbox_hol
     a host method that invokes P back. P waits on that event, so the invoke
     must fail at once -- also when Q was still busy with an earlier event
     when P's arrived."""
-    if busy:
-        request.applymarker(pytest.mark.xfail(strict=True, reason=(
-            "an inbox's drain task is created in the context of the emission that found the inbox idle "
-            "(EventBus._route: loop.create_task copies the current context) and delivers every event queued "
-            "after it under that emitter's call chain; an event from P's host method queued behind a host "
-            "event is delivered without P in callchain.current().waiting, so Q's host method invokes P while P "
-            "waits on Q: a deadlock that only Q's time limit breaks (Q ends failed)")))
     write_py(plugins, "p-plugin", CHAIN_P, commands=[{"name": "go"}, {"name": "poke"}],
              capabilities=["host.call:app.*"], limits={"timeoutMs": 3000})
     write_py(plugins, "q-plugin", CHAIN_Q, capabilities=["host.call:app.*", "events.subscribe:app.work", "storage"],
@@ -1850,9 +1850,12 @@ def test_an_emit_flood_is_cut_by_the_rate_limit(plugins: Path, tmp_path: Path, l
             assert 20 <= codes["sent"] < 25 and codes["sent"] + codes["E_RATE_LIMIT"] == 300
             await bounded(host.events_idle())
             assert [entry[2]["i"] for entry in world.stored("listener", "seen")] == list(range(codes["sent"]))
-            assert host.store.audit_count(plugin_id="flooder", action="event.rejected") == codes["E_RATE_LIMIT"]
             assert world.state("flooder") is PluginState.ACTIVE
             await world.assert_unharmed(victim_heard=[])
+            # the audit log counts every refusal, repeats folded into one entry with a count
+            assert host.store.audit_count(plugin_id="flooder", action="event.rejected") <= 2
+            await bounded(host.deactivate("flooder"))
+            assert rejections(host, "flooder") == codes["E_RATE_LIMIT"]
 
     run(main)
 
@@ -1953,10 +1956,6 @@ def test_thousands_of_unawaited_host_calls_run_at_most_eight_at_a_time(plugins: 
     run(main)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ActivationContext.host_call checks the host.call grant before waiting for one of the eight slots and "
-    "only whether the context is closed after it (self._enter(None)): calls queued behind the semaphore "
-    "when the grant is revoked still run the host function afterwards"))
 def test_revoking_host_call_stops_the_calls_still_waiting_for_a_slot(plugins: Path, tmp_path: Path) -> None:
     source = """
     module.exports = { activate(ctx) {
@@ -2171,11 +2170,6 @@ def test_command_results_past_their_limit_are_refused(plugins: Path, tmp_path: P
     run(main)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a Python command's result is turned into JSON text with no size limit (LoadedPythonPlugin._call_for_json "
-    "calls jsonvalue.encode without max_bytes), then decoded and encoded again by the host before "
-    "CommandRegistry.invoke compares it with maxPayloadBytes: a result of one 1 MiB string repeated 64 times "
-    "makes the host allocate ~200 MB for a 64 KiB limit, and [s] * N with a 64 MiB s asks for N * 64 MiB"))
 def test_a_python_command_result_is_refused_before_the_host_builds_its_json(plugins: Path, tmp_path: Path) -> None:
     write_py(plugins, "bloater", HUGE_RESULTS_PY, commands=[{"name": "big", "maxPayloadBytes": 65536}],
              limits={"timeoutMs": 3000})
@@ -2300,8 +2294,10 @@ def test_a_kept_ctx_acts_on_nothing_once_its_plugin_is_going(plugins: Path, tmp_
             assert all(state is PluginState.DEACTIVATING for _, state in records), records
             assert "handler" not in {tag for tag, _ in records}
             emitted = [payload["tag"] for name, source, payload in world.heard if name == "keeper.note"]
-            assert sorted(emitted) == sorted(tag for tag, outcome in zip(["during", "in flight"], outcomes)
-                                             if outcome["emit"] == "ok")
+            # what deactivate (and, in JavaScript, a timer it set, which may fire while deactivate
+            # awaits) emitted while the plugin was still deactivating; nothing after
+            expected = {tag for tag, outcome in zip(["during", "in flight"], outcomes) if outcome["emit"] == "ok"}
+            assert expected <= set(emitted) <= expected | {"timer"} and len(emitted) == len(set(emitted))
             assert host.bus.subscriptions("keeper") == [] and [c for c in host.commands() if c.plugin_id == "keeper"] == []
             assert (await bounded(host.activate("keeper"))).state is PluginState.ACTIVE  # afresh, with nothing left over
             assert host.bus.subscriptions("keeper") == []
@@ -2496,11 +2492,6 @@ def test_host_method_failures_reach_plugins_as_codes_only(plugins: Path, tmp_pat
     assert CANARY in logged  # the host's developers see it; the plugin did not
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "HostMethods.call passes every PayloadError raised inside the host function through to the plugin "
-    "unchanged ('except (HostMethodError, PayloadError): raise'), not only the method's own parameter and "
-    "result checks: a host.emit (or host.invoke) inside the method that fails its schema sends the plugin "
-    "the host's own payload, values and event name in the message"))
 @pytest.mark.parametrize("language", ["js", "py"])
 def test_payload_errors_of_host_code_inside_a_method_do_not_reach_the_plugin(plugins: Path, tmp_path: Path,
                                                                              language: str) -> None:
@@ -2509,25 +2500,21 @@ def test_payload_errors_of_host_code_inside_a_method_do_not_reach_the_plugin(plu
     async def main() -> None:
         async with World(plugins, tmp_path) as world:
             host = world.host
-            host.declare_event("app.audit", schema={"type": "object", "properties": {"n": {"type": "integer"}}})
+            host.declare_event("app.ledger", schema={"type": "object", "properties": {"n": {"type": "integer"}}})
 
             async def audited(params: Any) -> Any:
-                await host.emit("app.audit", {"n": CANARY})  # a host bug: the audit record does not fit
+                await host.emit("app.ledger", {"n": CANARY})  # a host bug: the audit record does not fit
                 return "done"
 
             host.expose("app.audited", audited)
             await world.start("caller")
             answer = await bounded(host.invoke("caller", "call", {"method": "app.audited"}))
             assert (answer["code"], answer["message"]) == ("E_HOST_METHOD", "host method 'app.audited' failed")
-            assert_clean(answer, "app.audit")
+            assert_clean(answer, "app.ledger")
 
     run(main)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "docs/events.md and Host._deactivate say a plugin's declarations go only once it has stopped, 'so its "
-    "deactivate may still emit its own events', but Host._deactivate calls EventBus.detach first, which drops "
-    "the plugin's declarations along with its inbox: every emit from deactivate fails with EventError"))
 @pytest.mark.parametrize("language", ["js", "py"])
 def test_a_plugin_may_still_emit_its_own_events_from_deactivate(plugins: Path, tmp_path: Path,
                                                                 language: str) -> None:

@@ -85,6 +85,13 @@ def stored(host: Host, plugin_id: str, key: str) -> Any:
     return None if text is None else json.loads(text)
 
 
+def rejections(host: Host, plugin_id: str | None = None) -> int:
+    """The rejections the audit log counts: each entry stands for itself and
+    the identical ones it suppressed (written once the plugin stops)."""
+    entries = host.store.audit_log(plugin_id=plugin_id, action="event.rejected", limit=100_000)
+    return sum(1 + entry.detail.get("suppressed", 0) for entry in entries)
+
+
 def recorder(plugins_dir: Path, plugin_id: str = "rec", pattern: str = "greeting.*") -> None:
     write_plugin(plugins_dir, plugin_id, RECORDER.replace("PATTERN", pattern),
                  capabilities=[f"events.subscribe:{pattern}", "storage"])
@@ -288,7 +295,10 @@ def test_host_emit_rejections_raise_to_the_host(plugins_dir, tmp_path):
                 await host.emit("app.stopped", {})
             await host.events_idle()
             assert stored(host, "rec", "seen") is None
-            assert host.store.audit_count(action="event.rejected") == 3
+            # one entry per event and code; repeats within the interval are
+            # counted into the next entry rather than written each
+            [entry] = host.store.audit_log(action="event.rejected")
+            assert (entry.detail["event"], entry.detail["code"], entry.detail["path"]) == ("app.started", "E_PAYLOAD", "$.v")
 
     run(main())
 
@@ -421,6 +431,8 @@ def activate(ctx):
             assert len(stored(host, "rec", "seen")) == 40  # 20 events, two handlers each
             rejected = host.store.audit_log(plugin_id="pub", action="event.rejected")
             assert [e.detail["code"] for e in rejected] == ["E_RATE_LIMIT"]
+            await host.deactivate("pub")  # what was still being counted is written
+            assert rejections(host, "pub") == 1
 
     run(main())
 

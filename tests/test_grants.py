@@ -95,8 +95,6 @@ def test_grant_requested_grants_exactly_the_manifest(grants, requests):
 
 
 def test_repeated_denials_are_coalesced_in_the_audit_log(grants, store, monkeypatch):
-    import hostrt.grants as grants_module
-
     storage = parse_capability("storage")
     for _ in range(500):
         with pytest.raises(CapabilityError):
@@ -107,7 +105,7 @@ def test_repeated_denials_are_coalesced_in_the_audit_log(grants, store, monkeypa
         grants.check("a", parse_capability("host.call:getSystems"))
     assert store.audit_count(plugin_id="a", action="denied") == 2
     # once the interval has passed the next denial is written with the count left out
-    monkeypatch.setattr(grants_module, "DENIAL_AUDIT_INTERVAL_S", 0.0)
+    monkeypatch.setattr(grants._denials, "interval_s", 0.0)
     with pytest.raises(CapabilityError):
         grants.check("a", storage)
     latest = store.audit_log(plugin_id="a", action="denied", limit=1)[0]
@@ -147,3 +145,16 @@ def test_cached_decisions_follow_a_changed_manifest(store):
     assert grants.is_allowed("p", parse_capability("storage"))
     current["p"] = (parse_capability("settings.read"),)  # the new version no longer asks for storage
     assert not grants.is_allowed("p", parse_capability("storage"))
+
+
+def test_denials_still_being_counted_are_written_when_the_plugin_stops(grants, store):
+    storage = parse_capability("storage")
+    for _ in range(5):
+        with pytest.raises(CapabilityError):
+            grants.check("a", storage)
+    assert store.audit_count(plugin_id="a", action="denied") == 1
+    grants.flush_denials("a")
+    entries = store.audit_log(plugin_id="a", action="denied")
+    assert sum(1 + e.detail.get("suppressed", 0) for e in entries) == 5
+    grants.flush_denials("a")  # nothing left to write
+    assert store.audit_count(plugin_id="a", action="denied") == 2

@@ -160,14 +160,17 @@ class LoadedPlugin(ABC):
         :meth:`on_crash`, as for any entry after activation)."""
 
     @abstractmethod
-    async def run_command(self, handler_id: int, name: str, params_json: str) -> Any:
+    async def run_command(self, handler_id: int, name: str, params_json: str, max_result_bytes: int) -> Any:
         """Call command handler ``handler_id`` (registered for command
         ``name``) with the parameters (JSON text) as one entry under the
         plugin's time limit, awaiting a returned promise, and return the
         result as fresh JSON data. Raises a PluginError subclass naming the
         command, file and line if the handler throws, returns something
         that is not JSON or breaks a limit (a broken limit stops the
-        plugin, as in :meth:`deliver_event`)."""
+        plugin, as in :meth:`deliver_event`). A result larger than
+        ``max_result_bytes`` of JSON may be refused with PayloadError before
+        the host holds all of it (the registry checks the size in any
+        case)."""
 
     def on_crash(self, callback: "Callable[[PluginError], None]") -> None:
         """Ask to be told, through ``callback(error)``, when the plugin fails

@@ -214,13 +214,15 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
             return []
         return [self._describe(info, f"{doing}: ") for info in result["errors"]]
 
-    async def run_command(self, handler_id: int, name: str, params_json: str) -> Any:
+    async def run_command(self, handler_id: int, name: str, params_json: str, max_result_bytes: int) -> Any:
         """Call the handler registered as ``handler_id`` for command
         ``name`` with the parameters (JSON text) as one entry, awaiting a
         returned promise; return its result as fresh JSON data. Raises
         PluginError ("command 'name' failed: ...", with file and line) if
         the handler throws, returns something that is not JSON or breaks a
-        limit (which also stops the plugin)."""
+        limit (which also stops the plugin). The result's size is bounded
+        by the bridge's value limit; the registry checks
+        ``max_result_bytes``."""
         args_json = "[" + json.dumps(handler_id) + "," + json.dumps(name) + "," + params_json + "]"
         return await self._handler_entry("command", f"command '{name}' failed", args_json)
 

@@ -181,7 +181,7 @@ class Channel:
         self._closed = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._flush_owed = False
-        self._due: list[int] = []
+        self._due: list[tuple[callchain.Cause, contextvars.Context, int]] = []
         # Messages not yet acted on, each with the cause (and context) of
         # the exchange that collected it.
         self._backlog: collections.deque[tuple[callchain.Cause, contextvars.Context, Any]] = collections.deque()
@@ -634,18 +634,26 @@ class Channel:
     def _fire(self, timer_id: int) -> None:
         if self._timers.pop(timer_id, None) is None or self._closed or self._failure is not None:
             return
-        # Timers due together are delivered together, in one exchange that
-        # never blocks the loop waiting (a plugin with a thousand zero-delay
-        # intervals costs one exchange per turn of the loop, not a thousand).
-        self._due.append(timer_id)
+        # Timers due together are delivered together, in one exchange per
+        # cause that never blocks the loop waiting (a plugin with a thousand
+        # zero-delay intervals costs one exchange per turn of the loop, not
+        # a thousand). A timer runs in the cause of the code that set it
+        # (this callback runs in the context captured then), so one set
+        # while handling an event stays at that event's depth.
+        self._due.append((callchain.current(), contextvars.copy_context(), timer_id))
         if len(self._due) == 1:
             self._background(self._run_due())
 
     async def _run_due(self) -> None:
         await asyncio.sleep(0)  # let every timer due in this turn join
         due, self._due = self._due, []
-        if due and self._failure is None and not self._closed:
-            await self.exchange([message("enter", 0, "timer", [timer_id]) for timer_id in due], block_s=0.0)
+        if not due or self._failure is not None or self._closed:
+            return
+        groups: dict[callchain.Cause, tuple[contextvars.Context, list[str]]] = {}
+        for cause, context, timer_id in due:
+            groups.setdefault(cause, (context, []))[1].append(message("enter", 0, "timer", [timer_id]))
+        for context, entries in groups.values():
+            self._background(self.exchange(entries, block_s=0.0), context=context)
 
     # -- failure and shutdown -----------------------------------------------------------
 

@@ -43,10 +43,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from .. import jsonvalue
+from ..commands import result_subject
 from ..errors import (
     BudgetExceededError,
     HostrtError,
     LifecycleError,
+    PayloadError,
     PluginCompileError,
     PluginError,
 )
@@ -87,6 +89,8 @@ def _worker(plugin_id: str) -> ThreadPoolExecutor:
 #: Default extra time the awaiting side allows past an entry's budget before
 #: it gives up on the thread (layer 3 above).
 DEFAULT_GRACE_S = 2.0
+#: What a result too large to return stands for (see _call_for_json).
+_TOO_LARGE = object()
 #: How long the event loop may block waiting for an entry before it awaits
 #: the thread instead (as the JavaScript runtime does for a script).
 BLOCKING_WAIT_S = 0.0005
@@ -200,17 +204,22 @@ class LoadedPythonPlugin(LoadedPlugin):
                               f"{name}()", file=self.source.display_file)
         return await self._call_for_json(f"{name}()", lambda: fn(*copies))
 
-    async def _call_for_json(self, what: str, call: Callable[[], Any]) -> Any:
+    async def _call_for_json(self, what: str, call: Callable[[], Any], max_bytes: int | None = None) -> Any:
         """Run ``call()`` as one entry and return its result as fresh JSON
-        data (converted inside the entry, so no plugin object leaves it)."""
-        def body() -> str:
+        data (converted inside the entry, so no plugin object leaves it).
+        Returns :data:`_TOO_LARGE` for a result of more than ``max_bytes``
+        of JSON, refused before its text is built."""
+        def body() -> Any:
             result = call()
             try:
-                return jsonvalue.encode(result, path="$result")
+                return jsonvalue.encode(result, path="$result", max_bytes=max_bytes)
+            except jsonvalue.JSONTooLargeError:
+                return _TOO_LARGE
             except jsonvalue.JSONValueError as exc:
                 raise TypeError(f"{what} returned a value that is not JSON: {exc}") from None
 
-        return jsonvalue.decode(await self._entry_after_activation(body))
+        text = await self._entry_after_activation(body)
+        return _TOO_LARGE if text is _TOO_LARGE else jsonvalue.decode(text)
 
     async def _entry_after_activation(self, body: Callable[[], Any]) -> Any:
         """An entry the host starts in an active plugin: as in every
@@ -242,17 +251,24 @@ class LoadedPythonPlugin(LoadedPlugin):
         await self._entry_after_activation(body)
         return [reworded(error, f"{doing}: {error.reason}") for error in errors]
 
-    async def run_command(self, handler_id: int, name: str, params_json: str) -> Any:
+    async def run_command(self, handler_id: int, name: str, params_json: str, max_result_bytes: int) -> Any:
         """Call the command's handler with a fresh copy of the parameters
-        as one entry; return its result as fresh JSON data."""
+        as one entry; return its result as fresh JSON data. A result larger
+        than ``max_result_bytes`` is refused (PayloadError) while it is
+        measured, before its text exists."""
         entry = self._handlers.get(handler_id)
         if entry is None:
             raise PluginError(self.source.plugin_id, f"command '{name}' has no handler any more")
         fn = entry[0]
         try:
-            return await self._call_for_json(f"command '{name}'", lambda: fn(json.loads(params_json)))
+            result = await self._call_for_json(f"command '{name}'", lambda: fn(json.loads(params_json)),
+                                               max_result_bytes)
         except PluginError as exc:
             raise reworded(exc, f"command '{name}' failed: {exc.reason}") from None
+        if result is _TOO_LARGE:
+            raise PayloadError(result_subject(self.source.plugin_id, name), self.source.plugin_id, "$",
+                               f"the limit is {max_result_bytes} bytes of JSON; this value is larger than that")
+        return result
 
     def on_crash(self, callback: Callable[[PluginError], None]) -> None:
         """``callback(error)`` runs when a call into the active plugin ran
