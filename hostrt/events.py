@@ -493,13 +493,30 @@ class EventBus:
         if future is not None and not future.done():
             future.set_result(None)
 
+    async def close(self, wait_s: float) -> None:
+        """Wait up to ``wait_s`` for queued deliveries, then stop the rest
+        (the host is shutting down; plugins are already detached)."""
+        try:
+            await asyncio.wait_for(self.idle(), wait_s)
+        except asyncio.TimeoutError:
+            _log.warning("events still queued after %.1f s at shutdown were dropped", wait_s)
+        tasks = [inbox.task for inbox in self._inboxes.values() if inbox.task is not None]
+        for inbox in self._inboxes.values():
+            inbox.closed = True
+            while inbox.queue:
+                emission, _ = inbox.queue.popleft()
+                self._finish(emission, inbox.plugin_id, skipped=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     async def idle(self) -> None:
         """Wait until no inbox has anything left to deliver (events emitted
         meanwhile included)."""
         while True:
             tasks = [inbox.task for inbox in list(self._inboxes.values()) if inbox.task is not None]
             if tasks:
-                await asyncio.gather(*tasks, return_exceptions=True)
+                await asyncio.wait(tasks)  # (unlike gather, cancelling this wait leaves them running)
             elif self._in_transit:
                 await asyncio.sleep(0)  # its routing is already scheduled on the loop
             else:

@@ -45,6 +45,9 @@ from .store import Store
 
 log = logging.getLogger("hostrt.host")
 
+#: How long closing waits for events still queued for the host's handlers.
+CLOSE_EVENTS_WAIT_S = 5.0
+
 
 @dataclass(frozen=True)
 class HostPolicy:
@@ -551,10 +554,13 @@ class Host:
     # -- shutdown -----------------------------------------------------------
 
     async def close(self) -> None:
-        """Deactivate everything, release the runtimes and close the store."""
+        """Deactivate everything, let the host's own event handlers finish
+        (at most :data:`CLOSE_EVENTS_WAIT_S`), release the runtimes and
+        close the store."""
         if self._closed:
             return
         await self.deactivate_all()
+        await self.bus.close(CLOSE_EVENTS_WAIT_S)
         for runtime in self._runtimes.values():
             await runtime.close()
         self.store.close()

@@ -641,3 +641,30 @@ def test_handler_ids_from_a_runtime_are_checked(plugins_dir, tmp_path):
             assert host.bus.subscriptions("sub") == [] and host.commands() == []
 
     run(main())
+
+
+def test_closing_the_host_does_not_wait_forever_for_its_own_handlers(plugins_dir, tmp_path, monkeypatch):
+    import hostrt.host as host_module
+
+    monkeypatch.setattr(host_module, "CLOSE_EVENTS_WAIT_S", 0.05)
+
+    async def main():
+        host = Host(plugins_dir, tmp_path / "host.db")
+        host.declare_event("app.tick")
+        never = asyncio.Event()
+        calls = []
+
+        async def stuck(event):
+            calls.append(event.payload)
+            await never.wait()
+
+        host.on("app.tick", stuck)
+        emits = [asyncio.ensure_future(host.emit("app.tick", {"n": n})) for n in range(3)]
+        await asyncio.sleep(0)
+        await asyncio.wait_for(host.close(), 5)
+        reports = await asyncio.wait_for(asyncio.gather(*emits), 5)
+        assert calls == [{"n": 0}]
+        # the one under way was stopped; the two queued behind it were skipped
+        assert [r.skipped for r in reports] == [[], ["host"], ["host"]]
+
+    run(main())
