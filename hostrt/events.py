@@ -448,8 +448,13 @@ class EventBus:
                 emission, handler_ids = inbox.queue.popleft()
                 try:
                     await self._deliver(inbox, emission, handler_ids)
-                except Exception:  # noqa: BLE001 - one broken delivery must not strand the rest
+                except asyncio.CancelledError:  # the host is shutting down
+                    self._finish(emission, inbox.plugin_id, skipped=True)
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one broken delivery must not strand the rest
                     _log.exception("delivering event '%s' to '%s' failed", emission.name, inbox.plugin_id)
+                    emission.report.failed.setdefault(inbox.plugin_id, PluginError(
+                        inbox.plugin_id, f"internal error delivering event '{emission.name}': {type(exc).__name__}"))
                 finally:
                     self._finish(emission, inbox.plugin_id)
         finally:
@@ -487,8 +492,10 @@ class EventBus:
             emission.report.delivered.append(plugin_id)
 
     def _finish(self, emission: _Emission, plugin_id: str, *, skipped: bool = False) -> None:
-        if skipped:
-            emission.report.skipped.append(plugin_id)
+        report = emission.report
+        if skipped and not (plugin_id in report.delivered or plugin_id in report.failed
+                            or plugin_id in report.skipped):
+            report.skipped.append(plugin_id)
         future = emission.waits.get(plugin_id)
         if future is not None and not future.done():
             future.set_result(None)

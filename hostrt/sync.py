@@ -17,9 +17,10 @@ from .commands import CommandInfo
 from .events import EventDelivery, HostHandler, HostSubscription
 from .grants import GrantManager
 from .host import Host, HostPolicy
-from .hostmethods import HostFunction, HostMethod
+from .hostmethods import HostFunction, HostMethod, HostMethods
 from .lifecycle import PluginRecord, PluginState
 from .runtimes.base import Runtime
+from .store import Store
 
 T = TypeVar("T")
 
@@ -70,6 +71,15 @@ class SyncHost:
     @property
     def grants(self) -> GrantManager:
         return self._host.grants
+
+    @property
+    def store(self) -> Store:
+        return self._host.store
+
+    @property
+    def methods(self) -> HostMethods:
+        """The exposed host methods (``withdraw``, ``names``)."""
+        return self._host.methods
 
     def discover(self) -> Mapping[str, PluginRecord]:
         return self._run(self._host.discover())

@@ -664,7 +664,43 @@ def test_closing_the_host_does_not_wait_forever_for_its_own_handlers(plugins_dir
         await asyncio.wait_for(host.close(), 5)
         reports = await asyncio.wait_for(asyncio.gather(*emits), 5)
         assert calls == [{"n": 0}]
-        # the one under way was stopped; the two queued behind it were skipped
-        assert [r.skipped for r in reports] == [[], ["host"], ["host"]]
+        # the one under way was stopped, the two queued behind it never started: all skipped
+        assert [r.skipped for r in reports] == [["host"]] * 3
+        assert all(r.delivered == [] and r.failed == {} for r in reports)
+
+    run(main())
+
+
+def test_python_plugins_catch_the_event_errors_by_name(plugins_dir, tmp_path):
+    source = """
+def activate(ctx):
+    def send(params):
+        caught = []
+        for name, payload in (("greeting.sent", {"to": 5}), ("app.other", {}), ("greeting.sent", {"to": "x"})):
+            try:
+                ctx.events.emit(name, payload)
+                caught.append("sent")
+            except PayloadError as exc:
+                caught.append(["PayloadError", exc.code, isinstance(exc, HostrtError)])
+            except CapabilityError as exc:
+                caught.append(["CapabilityError", exc.code])
+            except (EventError, EventDepthError, RateLimitError) as exc:
+                caught.append(["other", exc.code])
+        try:
+            ctx.host.call("app.nothing")
+        except CapabilityError:
+            caught.append("no grant")
+        except HostMethodError:
+            caught.append("wrong")
+        return caught
+    ctx.commands.register("send", send)
+"""
+    write_plugin(plugins_dir, "pub", source, **PUBLISHER_MANIFEST)
+
+    async def main():
+        async with running(plugins_dir, tmp_path) as host:
+            await host.activate_all()
+            assert await host.invoke("pub", "send") == [
+                ["PayloadError", "E_PAYLOAD", True], ["CapabilityError", "E_CAPABILITY"], "sent", "no grant"]
 
     run(main())

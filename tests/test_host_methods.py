@@ -415,3 +415,5 @@ def test_the_blocking_host_offers_the_same_calls(plugins_dir, tmp_path):
         assert [c.name for c in host.commands()] == ["greet"]
         assert host.emit("app.started", {}).delivered == []
         host.events_idle()
+        assert host.methods.names() == ["app.version"]
+        assert host.store.audit_count(plugin_id="greeter", action="lifecycle") == 1

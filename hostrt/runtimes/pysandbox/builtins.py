@@ -34,7 +34,18 @@ from collections import Counter, OrderedDict, defaultdict, deque
 from typing import Any, Callable
 
 from ...context import MAX_LOG_MESSAGE, plugin_logger, printable
-from ...errors import CapabilityError, HostrtError, QuotaExceededError, SettingsError, StorageError
+from ...errors import (
+    CapabilityError,
+    EventDepthError,
+    EventError,
+    HostMethodError,
+    HostrtError,
+    PayloadError,
+    QuotaExceededError,
+    RateLimitError,
+    SettingsError,
+    StorageError,
+)
 from .classes import PluginClassMeta, TypeProxy
 from .guards import Guards
 from .iteration import Iteration
@@ -59,7 +70,10 @@ SAFE_EXCEPTIONS = (
 )
 
 #: hostrt errors plugin code may catch by name (``except CapabilityError``).
-HOST_ERRORS = (HostrtError, CapabilityError, StorageError, QuotaExceededError, SettingsError)
+HOST_ERRORS = (
+    HostrtError, CapabilityError, StorageError, QuotaExceededError, SettingsError,
+    PayloadError, EventError, EventDepthError, RateLimitError, HostMethodError,
+)
 
 #: Builtins handed over unchanged: they neither consume iterables in C nor
 #: allocate by argument, nor reach anything but their arguments.
