@@ -20,8 +20,9 @@ Delivery (docs/events.md is the reference):
   plugin misses events (logged, audited, and reported to the host).
 - A handler that throws is reported (log, audit, the host's
   :class:`EventDelivery`); the plugin's other handlers and every other
-  plugin still receive the event. A handler that breaks a limit fails its
-  plugin, as any entry does.
+  plugin still receive the event. A handler that runs past the time limit
+  (or a JavaScript plugin's memory limit) fails its plugin, as any entry
+  does.
 - Events emitted while handling an event are one level deeper; past
   ``max_depth`` the emit is refused with EventDepthError.
 - The host subscribes too (:meth:`EventBus.subscribe_host`): its handlers

@@ -434,7 +434,10 @@ export interface PluginModule {
  * - `"E_NO_METHOD"`: the host has no such method;
  * - `"E_HOST_METHOD"`: a host method failed (host methods may also use
  *   codes of their own);
- * - `"E_HOSTRT"`: any other failure inside the host (no details are given).
+ * - `"E_HOSTRT"`: any other refusal, with a message saying why (a command
+ *   the manifest does not declare or that already has a handler, too many
+ *   subscriptions, an invalid pattern), or a failure inside the host, as
+ *   the bare message `"internal host error"`.
  */
 export type HostrtErrorCode =
     | "E_CAPABILITY"
