@@ -517,6 +517,7 @@ class EventBus:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._rejections.flush(None)  # the host's own rejections still being counted
 
     async def idle(self) -> None:
         """Wait until no inbox has anything left to deliver (events emitted

@@ -473,7 +473,7 @@
   const pathKey = (path, key) =>
     /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(key) ? path + "." + key : path + "[" + JSONStringify(key) + "]";
 
-  function encode(value, what) {
+  function encode(value, what, path) {
     const seen = [];
     let size = 0;
     const limit = LIMITS.maxValueChars;
@@ -529,7 +529,7 @@
           if (item === undefined) continue;  // as JSON.stringify does
           const p = pathKey(path, key);
           const k = JSONStringify(key);
-          grow(k.length + 2, p);
+          grow(k.length + (first ? 1 : 2), p);  // the key, ":" and (after the first) ","
           text += (first ? "" : ",") + k + ":" + walk(item, p, depth + 1);
           first = false;
         }
@@ -538,8 +538,17 @@
       seen.length = seen.length - 1;
       return text;
     };
-    return walk(value, "$", 0);
+    return walk(value, path === undefined ? "$" : path, 0);
   }
+  // A host call's arguments each get the limits of one value (the list
+  // itself is not a level of any of them).
+  const encodeArguments = (args) => {
+    let text = "[";
+    for (let i = 0; i < args.length; i++) {
+      text += (i === 0 ? "" : ",") + encode(args[i], "argument", "$[" + i + "]");
+    }
+    return text + "]";
+  };
 
   // -- errors --------------------------------------------------------------------
   class HostrtError extends ErrorCtor {
@@ -611,7 +620,7 @@
   const pending = new MapCtor();
   const call = (op, args) => {
     if (closed) return PromiseCtor.reject(new HostrtError("plugin '" + PLUGIN_ID + "' is not active", "E_STATE"));
-    const text = encode(args, "argument");
+    const text = encodeArguments(args);
     if (mapSize(pending) >= LIMITS.maxPendingCalls) {
       throw new RangeErrorCtor("more than " + LIMITS.maxPendingCalls + " host calls are pending; await some first");
     }

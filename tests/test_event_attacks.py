@@ -1315,14 +1315,14 @@ def test_payloads_at_and_past_the_size_and_depth_limits(plugins: Path, tmp_path:
                     await emit(plugin_id, "sent", event="note", unit=unit, n=n)
                     expected.append([f"{plugin_id}.note", 1000, 0])
                     await emit(plugin_id, "E_PAYLOAD", event="note", unit=unit, n=n + 1)
-                # nesting: the JavaScript bridge counts the call's argument list as a level of its own
-                deepest = 64 if plugin_id == "py-pub" else 63
+                # nesting: the same 64 levels from either language
+                deepest = 64
                 await emit(plugin_id, "sent", event="deep", depth=deepest)
                 expected.append([f"{plugin_id}.deep", 2 * deepest, deepest])
                 await emit(plugin_id, past, event="deep", depth=65)
                 await emit(plugin_id, past, event="deep", depth=1000)
-                # the largest payload (the JavaScript argument list takes a few characters of its own)
-                n = 2 * MIB - 8 - (0 if plugin_id == "py-pub" else 64)
+                # the largest payload, from either language
+                n = 2 * MIB - 8
                 await emit(plugin_id, "sent", event="big", unit="x", n=n)
                 expected.append([f"{plugin_id}.big", n + 8, 0])
                 await emit(plugin_id, past, event="big", unit="x", n=2 * MIB - 7)
