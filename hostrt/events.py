@@ -102,6 +102,12 @@ class EventDeclaration:
     payload: PayloadSpec
     description: str | None = None
 
+    @classmethod
+    def build(cls, name: str, owner: str, schema: dict[str, Any] | None, max_payload_bytes: int,
+              description: str | None = None) -> "EventDeclaration":
+        """A declaration whose payload check is compiled from ``schema``."""
+        return cls(name, owner, PayloadSpec(f"event '{name}'", schema, max_payload_bytes), description)
+
 
 @dataclass(frozen=True)
 class Event:

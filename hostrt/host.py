@@ -21,8 +21,7 @@ from .commands import CommandInfo, CommandRegistry
 from .context import ActivationContext, ContextLimits, HostServices
 from .events import HOST, EventBus, EventDeclaration, EventDelivery, EventPolicy, HostHandler, HostSubscription
 from .hostmethods import HostFunction, HostMethod, HostMethods
-from .payloads import PayloadSpec
-from .schemas import schema_problems
+from .payloads import schema_refusal
 from .settings import SettingsSchema, read_settings, write_setting
 from .errors import (
     CapabilityError,
@@ -302,12 +301,7 @@ class Host:
 
     def _event_declarations(self, manifest: Manifest) -> list[EventDeclaration]:
         return [
-            EventDeclaration(
-                decl.name,
-                manifest.id,
-                PayloadSpec(f"event '{decl.name}'", decl.payload_schema, decl.max_payload_bytes),
-                decl.description,
-            )
+            EventDeclaration.build(decl.name, manifest.id, decl.payload_schema, decl.max_payload_bytes, decl.description)
             for decl in manifest.events
         ]
 
@@ -456,18 +450,15 @@ class Host:
         if not is_valid_name(name):
             raise EventError(f"event name {name!r} is not a valid name (dot-separated parts of letters, "
                              "digits, '_' and '-')")
-        if schema is not None:
-            problems = schema_problems(schema)
-            if problems:
-                listed = "; ".join(f"{path}: {message}" for path, message in problems[:5])
-                raise EventError(f"event '{name}': invalid schema: {listed}")
+        refusal = schema_refusal(schema) if schema is not None else None
+        if refusal is not None:
+            raise EventError(f"event '{name}': invalid schema: {refusal}")
         if type(max_payload_bytes) is not int or not 1 <= max_payload_bytes <= MAX_PAYLOAD_BYTES:
             raise EventError(f"event '{name}': max_payload_bytes must be 1..{MAX_PAYLOAD_BYTES}")
         existing = self.bus.declaration(name)
         if existing is not None and existing.owner == HOST:
             raise EventError(f"event '{name}' is already declared by the host")
-        self.bus.declare([EventDeclaration(name, HOST, PayloadSpec(f"event '{name}'", schema, max_payload_bytes),
-                                           description)])
+        self.bus.declare([EventDeclaration.build(name, HOST, schema, max_payload_bytes, description)])
 
     async def emit(self, name: str, payload: Any = None) -> EventDelivery:
         """Emit a host-declared event and wait until every subscriber has

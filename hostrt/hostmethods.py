@@ -25,8 +25,7 @@ from typing import Any, Union
 from . import callchain
 from .capabilities import is_valid_name
 from .errors import HostMethodError, HostrtError, PayloadError
-from .payloads import PayloadSpec
-from .schemas import schema_problems
+from .payloads import PayloadSpec, schema_refusal
 
 _log = logging.getLogger("hostrt.hostmethods")
 
@@ -111,11 +110,9 @@ class HostMethods:
             raise HostrtError(f"host method '{name}' is already exposed")
         if not callable(fn):
             raise HostrtError(f"host method '{name}': fn must be callable")
-        if params_schema is not None:
-            problems = schema_problems(params_schema)
-            if problems:
-                listed = "; ".join(f"{path}: {message}" for path, message in problems[:5])
-                raise HostrtError(f"host method '{name}': invalid params_schema: {listed}")
+        refusal = schema_refusal(params_schema) if params_schema is not None else None
+        if refusal is not None:
+            raise HostrtError(f"host method '{name}': invalid params_schema: {refusal}")
         if max_page_size is not None and (type(max_page_size) is not int or max_page_size < 1):
             raise HostrtError(f"host method '{name}': max_page_size must be a positive integer")
         if page_size is not None and (max_page_size is None or type(page_size) is not int

@@ -23,7 +23,17 @@ from typing import Any
 from . import jsonvalue
 from .errors import PayloadError
 from .fastschema import FallbackRequired, compile_fast
-from .schemas import CompiledSchema, SchemaEvaluationError, compile_schema
+from .schemas import CompiledSchema, SchemaEvaluationError, compile_schema, schema_problems
+
+
+def schema_refusal(schema: Any) -> str | None:
+    """For a schema the host passes in code (an event, a host method's
+    parameters): None if it may be used, else its first problems, each with
+    its JSON path, as one line."""
+    problems = schema_problems(schema)
+    if not problems:
+        return None
+    return "; ".join(f"{path}: {message}" for path, message in problems[:5])
 
 
 class PayloadSpec:

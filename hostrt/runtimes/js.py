@@ -363,22 +363,6 @@ def _args(args: list[Any], low: int, high: int, op: str) -> list[Any]:
     return args
 
 
-def _handler_id(value: Any) -> int:
-    if type(value) is not int or not 1 <= value < 2**53:
-        raise HostrtError("a handler id must be a positive integer")
-    return value
-
-
-def _subscribe(gate: ActivationContext, args: list[Any]) -> None:
-    pattern, handler_id = _args(args, 2, 2, "events.on")
-    gate.events_subscribe(pattern, _handler_id(handler_id))
-
-
-def _register(gate: ActivationContext, args: list[Any]) -> None:
-    name, handler_id = _args(args, 2, 2, "commands.register")
-    gate.commands_register(name, _handler_id(handler_id))
-
-
 async def _host_call(gate: ActivationContext, method: Any, params: Any) -> RawJSON:
     # Values parsed from the plugin's JSON text are plain data.
     return RawJSON(await gate.host_call(method, params, plain=True))
@@ -398,10 +382,11 @@ def _operations() -> dict[str, Callable[[ActivationContext, list[Any]], Any]]:
         "settings.all": lambda g, a: g.settings_all(*_args(a, 0, 0, "settings.all")),
         "settings.set": lambda g, a: g.settings_set(*_args(a, 2, 2, "settings.set")),
         "events.emit": lambda g, a: g.events_emit(*_args(a, 2, 2, "events.emit"), plain=True),
-        "events.on": _subscribe,
-        "events.off": lambda g, a: g.events_unsubscribe(_handler_id(*_args(a, 1, 1, "events.off"))),
-        "commands.register": _register,
-        "commands.unregister": lambda g, a: g.commands_unregister(_handler_id(*_args(a, 1, 1, "commands.unregister"))),
+        # (the gate checks handler ids as it checks every plugin value)
+        "events.on": lambda g, a: g.events_subscribe(*_args(a, 2, 2, "events.on")),
+        "events.off": lambda g, a: g.events_unsubscribe(*_args(a, 1, 1, "events.off")),
+        "commands.register": lambda g, a: g.commands_register(*_args(a, 2, 2, "commands.register")),
+        "commands.unregister": lambda g, a: g.commands_unregister(*_args(a, 1, 1, "commands.unregister")),
         "host.call": lambda g, a: _host_call(g, *_args(a, 2, 2, "host.call")),
     }
 
