@@ -130,8 +130,7 @@ class HostSubscription:
         self._handler_id = handler_id
 
     def dispose(self) -> None:
-        self._bus.unsubscribe(HOST, self._handler_id)
-        self._bus._host_handlers.pop(self._handler_id, None)
+        self._bus.unsubscribe_host(self._handler_id)
 
 
 class _HostSink:
@@ -315,6 +314,12 @@ class EventBus:
             self._host_handlers[handler_id] = handler
             self._subscriptions.append(_Subscription(HOST, pattern, handler_id))
         return HostSubscription(self, handler_id)
+
+    def unsubscribe_host(self, handler_id: int) -> None:
+        """End one of the host's own subscriptions (idempotent)."""
+        self.unsubscribe(HOST, handler_id)
+        with self._lock:
+            self._host_handlers.pop(handler_id, None)
 
     def unsubscribe(self, plugin_id: str, handler_id: int) -> bool:
         """Forget one handler; True if it was subscribed."""

@@ -20,7 +20,13 @@ from .capabilities import Capability, is_valid_name, parse_capability
 from .commands import CommandInfo, CommandRegistry
 from .context import ActivationContext, ContextLimits, HostServices
 from .events import HOST, EventBus, EventDeclaration, EventDelivery, EventPolicy, HostHandler, HostSubscription
-from .hostmethods import HostFunction, HostMethod, HostMethods
+from .hostmethods import (
+    DEFAULT_MAX_PARAMS_BYTES,
+    DEFAULT_RESULT_MAX_BYTES,
+    HostFunction,
+    HostMethod,
+    HostMethods,
+)
 from .payloads import schema_refusal
 from .settings import SettingsSchema, read_settings, write_setting
 from .errors import (
@@ -496,21 +502,17 @@ class Host:
         fn: HostFunction,
         *,
         params_schema: dict[str, Any] | None = None,
-        result_max_bytes: int | None = None,
-        max_params_bytes: int | None = None,
+        result_max_bytes: int = DEFAULT_RESULT_MAX_BYTES,
+        max_params_bytes: int = DEFAULT_MAX_PARAMS_BYTES,
         page_size: int | None = None,
         max_page_size: int | None = None,
         description: str | None = None,
     ) -> HostMethod:
         """Expose ``fn`` to plugins holding ``host.call:<name>``; see
         :meth:`hostrt.hostmethods.HostMethods.expose` for the parameters."""
-        options: dict[str, Any] = {}
-        if result_max_bytes is not None:
-            options["result_max_bytes"] = result_max_bytes
-        if max_params_bytes is not None:
-            options["max_params_bytes"] = max_params_bytes
-        return self.methods.expose(name, fn, params_schema=params_schema, page_size=page_size,
-                                   max_page_size=max_page_size, description=description, **options)
+        return self.methods.expose(name, fn, params_schema=params_schema, result_max_bytes=result_max_bytes,
+                                   max_params_bytes=max_params_bytes, page_size=page_size,
+                                   max_page_size=max_page_size, description=description)
 
     async def invoke(self, plugin_id: str, name: str, params: Any = None) -> Any:
         """Run command ``name`` of an active plugin and return its result.

@@ -1645,16 +1645,21 @@ def test_a_host_method_calling_its_waiting_caller_back_ends_at_once(plugins: Pat
     run(main)
 
 
-CYCLE_P = """
+def caller_p(method: str) -> str:
+    """Plugin P: command "go" calls host method ``method`` and answers its
+    result or error; command "poke" answers at once."""
+    return f"""
 def activate(ctx):
     def go(params):
         try:
-            return {"result": ctx.host.call("app.to-q", {})}
+            return {{"result": ctx.host.call("{method}", {{}})}}
         except Exception as exc:
-            return {"code": exc.code, "message": str(exc)}
+            return {{"code": exc.code, "message": str(exc)}}
     ctx.commands.register("go", go)
     ctx.commands.register("poke", lambda params: "poked")
 """
+
+
 CYCLE_Q_PY = """
 def activate(ctx):
     def relay(params):
@@ -1680,7 +1685,7 @@ def test_a_cycle_across_two_plugins_through_host_methods_ends_at_once(plugins: P
     """P's command calls a host method that invokes Q, whose command calls a
     host method that invokes P back: P is waiting on that chain, so the
     second invoke fails at once and the whole chain unwinds."""
-    write_py(plugins, "p-plugin", CYCLE_P, commands=[{"name": "go"}, {"name": "poke"}],
+    write_py(plugins, "p-plugin", caller_p("app.to-q"), commands=[{"name": "go"}, {"name": "poke"}],
              capabilities=["host.call:app.*"], limits={"timeoutMs": 4000})
     (write_py if q_language == "py" else write_js)(
         plugins, "q-plugin", CYCLE_Q_PY if q_language == "py" else CYCLE_Q_JS, commands=[{"name": "relay"}],
@@ -1715,16 +1720,6 @@ def test_a_cycle_across_two_plugins_through_host_methods_ends_at_once(plugins: P
     run(main)
 
 
-CHAIN_P = """
-def activate(ctx):
-    def go(params):
-        try:
-            return {"result": ctx.host.call("app.announce", {})}
-        except Exception as exc:
-            return {"code": exc.code, "message": str(exc)}
-    ctx.commands.register("go", go)
-    ctx.commands.register("poke", lambda params: "poked")
-"""
 CHAIN_Q = """
 def activate(ctx):
     def work(payload):
@@ -1741,12 +1736,12 @@ def activate(ctx):
 
 @pytest.mark.parametrize("busy", [False, True], ids=["idle-inbox", "busy-inbox"])
 def test_a_cycle_through_an_event_is_detected_whatever_the_subscribers_inbox_holds(
-        request: pytest.FixtureRequest, plugins: Path, tmp_path: Path, busy: bool) -> None:
+        plugins: Path, tmp_path: Path, busy: bool) -> None:
     """P's command calls a host method that emits an event; Q's handler calls
     a host method that invokes P back. P waits on that event, so the invoke
     must fail at once -- also when Q was still busy with an earlier event
     when P's arrived."""
-    write_py(plugins, "p-plugin", CHAIN_P, commands=[{"name": "go"}, {"name": "poke"}],
+    write_py(plugins, "p-plugin", caller_p("app.announce"), commands=[{"name": "go"}, {"name": "poke"}],
              capabilities=["host.call:app.*"], limits={"timeoutMs": 3000})
     write_py(plugins, "q-plugin", CHAIN_Q, capabilities=["host.call:app.*", "events.subscribe:app.work", "storage"],
              limits={"timeoutMs": 1000})
