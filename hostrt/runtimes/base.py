@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import stat
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, TypeVar
 
@@ -44,17 +44,29 @@ class PluginSource:
     main: Path
     display_file: str
     limits: RuntimeLimits
+    #: The text of ``main`` as read once (see :meth:`snapshot`); when set,
+    #: :meth:`read_text` returns it instead of reading the file again.
+    text: str | None = field(default=None, repr=False, compare=False)
+
+    def snapshot(self) -> "PluginSource":
+        """This source with ``main``'s text read now and kept, so that the
+        very version loaded can be loaded again later (hot reload restores a
+        running version after the files on disk have changed)."""
+        return self if self.text is not None else replace(self, text=self.read_text())
 
     def read_text(self) -> str:
         """Read ``main`` as UTF-8 (a leading byte-order mark is dropped),
         re-checking that what is opened is the regular file inside ``root``
-        that was resolved.
+        that was resolved. A :meth:`snapshot` returns its kept text.
 
         The folder belongs to the plugin author, who could swap ``main`` or a
         directory on its path for a symlink between resolution and reading;
         the file is opened without following a final symlink and the opened
         descriptor's real path is checked again.
         """
+        if self.text is not None:
+            return self.text
+
         def fail(why: str) -> PluginError:
             return PluginError(self.plugin_id, f"cannot load main file: {why}", file=self.display_file)
 
