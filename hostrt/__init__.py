@@ -45,7 +45,7 @@ from .events import Event, EventDelivery, EventPolicy, HostSubscription
 from .grants import GrantManager
 from .host import Host, HostPolicy
 from .hostmethods import Page, PageRequest
-from .lifecycle import PluginRecord, PluginState
+from .lifecycle import PluginRecord, PluginState, ReloadOutcome, ReloadResult
 from .manifest import Manifest, load_manifest
 from .store import Store
 from .sync import SyncHost
@@ -84,6 +84,8 @@ __all__ = [
     "PluginState",
     "QuotaExceededError",
     "RateLimitError",
+    "ReloadOutcome",
+    "ReloadResult",
     "ResourceLimitError",
     "SandboxViolationError",
     "SettingsError",

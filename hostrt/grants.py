@@ -35,9 +35,10 @@ _MAX_TRACKED_DENIALS = 10000
 class GrantManager:
     """``host.grants``: grant, revoke, list and check capabilities."""
 
-    def __init__(self, store: Store, requests: RequestsLookup) -> None:
+    def __init__(self, store: Store, requests: RequestsLookup, *, pending: RequestsLookup | None = None) -> None:
         self._store = store
         self._requests = requests
+        self._pending = pending
         self._denials = AuditThrottle(store, DENIAL_AUDIT_INTERVAL_S)
         self._effective: dict[str, tuple[tuple[int, int], Sequence[Capability], tuple[Capability, ...]]] = {}
 
@@ -58,20 +59,25 @@ class GrantManager:
         """Persist a grant. Returns False if it was already granted.
 
         Raises :class:`GrantError` if the capability is malformed or goes
-        beyond what the plugin's manifest requests.
+        beyond what the plugin's manifest requests (the running version's,
+        or a newer version's on disk that waits for its grants).
         """
         cap = self._parse(capability)
         requested = self._requested(plugin_id)
-        if not covered_by_any(requested, cap):
+        pending = self._pending(plugin_id) if self._pending is not None else None
+        if not covered_by_any(requested, cap) and not (pending and covered_by_any(pending, cap)):
             asked = ", ".join(str(r) for r in requested) or "nothing"
             raise GrantError(
                 f"cannot grant '{cap}' to plugin '{plugin_id}': its manifest requests {asked}"
             )
         return self._store.add_grant(plugin_id, str(cap), actor=actor)
 
-    def grant_requested(self, plugin_id: str, *, actor: str = "host") -> list[str]:
-        """Grant everything the manifest requests; returns what was newly granted."""
-        return [str(c) for c in self._requested(plugin_id) if self._store.add_grant(plugin_id, str(c), actor=actor)]
+    def grant_requested(self, plugin_id: str, *, actor: str = "host",
+                        requests: Sequence[Capability] | None = None) -> list[str]:
+        """Grant everything the manifest requests (or ``requests``: what a
+        new version of the plugin requests); returns what was newly granted."""
+        asked = self._requested(plugin_id) if requests is None else requests
+        return [str(c) for c in asked if self._store.add_grant(plugin_id, str(c), actor=actor)]
 
     def revoke(self, plugin_id: str, capability: str, *, actor: str = "host") -> bool:
         """Remove a grant; takes effect on the plugin's next call. Returns
@@ -114,10 +120,15 @@ class GrantManager:
                 effective.append(cap)
         return effective
 
-    def missing(self, plugin_id: str) -> list[str]:
-        """Requested capabilities that no effective grant covers."""
-        effective = self.effective(plugin_id)
-        return [str(r) for r in self._requested(plugin_id) if not covered_by_any(effective, r)]
+    def missing(self, plugin_id: str, *, requests: Sequence[Capability] | None = None) -> list[str]:
+        """Requested capabilities that no effective grant covers; with
+        ``requests``, those of what a new version of the plugin requests."""
+        if requests is None:
+            requests = self._requested(plugin_id)
+            effective = self.effective(plugin_id)
+        else:
+            effective = self._derive(plugin_id, requests)
+        return [str(r) for r in requests if not covered_by_any(effective, r)]
 
     def is_allowed(self, plugin_id: str, needed: Capability) -> bool:
         """Would a call needing ``needed`` be allowed right now?"""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -41,10 +42,11 @@ from .errors import (
     PluginNotFoundError,
 )
 from .grants import GrantManager
-from .lifecycle import ACTIVATABLE, RUNNING, PluginRecord, PluginState
+from .lifecycle import ACTIVATABLE, RUNNING, PluginRecord, PluginState, ReloadOutcome, ReloadResult
 from .loader import plugin_source
 from .manifest import DEFAULT_MAX_PAYLOAD_BYTES, MAX_PAYLOAD_BYTES, Manifest, load_manifest
 from .ordering import activation_order, conflicts_between, requirement_problems
+from .reload import DEFAULT_DEBOUNCE_S, HostWatch, ReloadCallback
 from .runtimes.base import LoadedPlugin, Runtime, RuntimeLimits
 from .store import Store
 
@@ -52,6 +54,10 @@ log = logging.getLogger("hostrt.host")
 
 #: How long closing waits for events still queued for the host's handlers.
 CLOSE_EVENTS_WAIT_S = 5.0
+
+#: States of a plugin that was meant to run but could not: a change to its
+#: folder tries again.
+_RETRIED = frozenset({PluginState.FAILED, PluginState.BLOCKED, PluginState.INVALID})
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,10 @@ class Host:
         self._invalid: dict[str, PluginRecord] = {}
         self._runtimes = {r.name: r for r in (runtimes if runtimes is not None else default_runtimes())}
         self._requests_cache: dict[str, tuple[Capability, ...]] = {}
-        self.grants = GrantManager(self.store, self._requested_capabilities)
+        # What a new version on disk requests while it waits for grants
+        # (hot reload keeps the running version meanwhile).
+        self._pending: dict[str, tuple[Capability, ...]] = {}
+        self.grants = GrantManager(self.store, self._requested_capabilities, pending=self._pending.get)
         self.bus = EventBus(self.store, self.grants, self.policy.events)
         self.methods = HostMethods()
         self._commands = CommandRegistry()
@@ -170,41 +179,46 @@ class Host:
         found: dict[str, PluginRecord] = {}
         invalid: dict[str, PluginRecord] = {}
         for folder in sorted(self.plugins_dir.iterdir()):
-            manifest_file = folder / "plugin.json"
-            try:
-                if folder.name.startswith(".") or not folder.is_dir() or not manifest_file.exists():
-                    continue
-                manifest = load_manifest(folder)
-            except ManifestError as exc:
-                invalid[folder.name] = PluginRecord(folder, None, exc)
-                continue
-            except Exception as exc:  # an unreadable folder must not stop discovery of the rest
-                problem = ManifestProblem("$", f"cannot be read ({type(exc).__name__})")
-                invalid[folder.name] = PluginRecord(folder, None, ManifestError(str(manifest_file), [problem]))
-                continue
-            if manifest.id != folder.name:
-                # Folder names are unique, so this makes ids unique: no copy of
-                # a plugin can claim its id (and with it its grants, storage
-                # and settings), even while the real manifest is broken.
-                problem = ManifestProblem(
-                    "$.id", f"id '{manifest.id}' must equal the plugin's folder name '{folder.name}'"
-                )
-                invalid[folder.name] = PluginRecord(folder, None, ManifestError(str(manifest_file), [problem]))
-                continue
-            record = PluginRecord(folder, manifest, None)
-            if manifest.id in disabled:
-                record._state = PluginState.DISABLED
-            found[manifest.id] = record
+            record = self._read_folder(folder, disabled)
+            if record is not None:
+                (found if record.manifest is not None else invalid)[folder.name] = record
         # A running plugin keeps the version it loaded, even if its folder
-        # changed or went away, until it is deactivated.
+        # changed or went away, until it is deactivated or reloaded.
         for pid, current in self._records.items():
             if current.state in RUNNING:
                 found[pid] = current
+                invalid.pop(pid, None)
         self._records = found
         self._invalid = invalid
         self._requests_cache.clear()
         for pid, record in found.items():
             log.debug("discovered %s %s (%s)", pid, record.version, record.state)
+
+    def _read_folder(self, folder: Path, disabled: set[str]) -> PluginRecord | None:
+        """A fresh record for one folder as it is on disk now: valid, or
+        invalid with its ManifestError; None if it is no plugin folder."""
+        manifest_file = folder / "plugin.json"
+        try:
+            if folder.name.startswith(".") or not folder.is_dir() or not manifest_file.exists():
+                return None
+            manifest = load_manifest(folder)
+        except ManifestError as exc:
+            return PluginRecord(folder, None, exc)
+        except Exception as exc:  # an unreadable folder must not stop discovery of the rest
+            problem = ManifestProblem("$", f"cannot be read ({type(exc).__name__})")
+            return PluginRecord(folder, None, ManifestError(str(manifest_file), [problem]))
+        if manifest.id != folder.name:
+            # Folder names are unique, so this makes ids unique: no copy of
+            # a plugin can claim its id (and with it its grants, storage
+            # and settings), even while the real manifest is broken.
+            problem = ManifestProblem(
+                "$.id", f"id '{manifest.id}' must equal the plugin's folder name '{folder.name}'"
+            )
+            return PluginRecord(folder, None, ManifestError(str(manifest_file), [problem]))
+        record = PluginRecord(folder, manifest, None)
+        if manifest.id in disabled:
+            record._state = PluginState.DISABLED
+        return record
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -257,7 +271,7 @@ class Host:
                     plugin_id, ", ".join(missing), "requested but not granted"))
         await self._start(record, manifest)
 
-    async def _start(self, record: PluginRecord, manifest: Manifest) -> None:
+    async def _start(self, record: PluginRecord, manifest: Manifest, previous_state: Any = None) -> None:
         runtime = self._runtimes.get(manifest.runtime_name)
         if runtime is None:
             return self._set(record, PluginState.FAILED, PluginError(
@@ -269,11 +283,32 @@ class Host:
         except EventError as exc:
             return self._set(record, PluginState.BLOCKED, EventError(f"plugin '{record.id}': {exc.message}"))
         self._set(record, PluginState.LOADING, None)
-        loaded: LoadedPlugin | None = None
+        try:
+            loaded = await self._load(record.folder, manifest, runtime)
+        except Exception as exc:
+            self._release(manifest.id, None)
+            return self._set(record, PluginState.FAILED, self._as_error(record.id, exc, "starting"))
+        error = await self._launch(record, manifest, loaded, previous_state)
+        if error is not None:
+            self._set(record, PluginState.FAILED, error)
+
+    async def _load(self, folder: Path, manifest: Manifest, runtime: Runtime) -> LoadedPlugin:
+        """Compile one version and run its top level; nothing of it is
+        active yet. The text loaded is kept (``loaded.source``) so that this
+        exact version can be loaded again even after its files changed."""
+        source = plugin_source(folder, manifest, self.policy.limits_for(manifest))
+        return await runtime.load(await asyncio.to_thread(source.snapshot))
+
+    async def _launch(self, record: PluginRecord, manifest: Manifest, loaded: LoadedPlugin,
+                      previous_state: Any) -> HostrtError | None:
+        """Activate a loaded version: declare its events, give it a context
+        (with the state its predecessor handed over), put it on the bus and
+        the command list and call its ``activate``. On success the record
+        holds it and is ``active``; on failure everything is undone, the
+        version closed and the error returned."""
         context: ActivationContext | None = None
         try:
-            source = plugin_source(record.folder, manifest, self.policy.limits_for(manifest))
-            loaded = await runtime.load(source)
+            self.bus.declare(self._event_declarations(manifest))
             context = ActivationContext(
                 plugin_id=manifest.id,
                 plugin_version=manifest.version,
@@ -282,6 +317,7 @@ class Host:
                 settings_schema=manifest.settings,
                 limits=ContextLimits(storage_quota_bytes=self.policy.storage_quota_bytes),
                 services=self._services(),
+                previous_state=previous_state,
             )
             self.bus.attach(manifest.id, loaded)
             self._commands.attach(manifest.id, manifest.commands, loaded)
@@ -289,16 +325,22 @@ class Host:
                 await loaded.activate(context)
         except Exception as exc:
             self._release(manifest.id, context)
-            if loaded is not None:
-                await loaded.close()
-            if not isinstance(exc, HostrtError):
-                # A bug, not the plugin's doing; still only this plugin fails.
-                log.exception("unexpected error starting plugin %s", record.id)
-                exc = PluginError(record.id, f"internal error while starting: {type(exc).__name__}")
-            return self._set(record, PluginState.FAILED, exc)
+            await loaded.close()
+            return self._as_error(record.id, exc, "starting")
         record._loaded, record._context = loaded, context
         self._set(record, PluginState.ACTIVE, None)
         loaded.on_crash(lambda error: self._on_crash(record, loaded, error))
+        return None
+
+    @staticmethod
+    def _as_error(plugin_id: str, exc: Exception, doing: str) -> HostrtError:
+        """A plugin's failure as it is reported: its own error, or, for a bug
+        in the host (not the plugin's doing), a generic PluginError, logged
+        with its traceback; either way only this plugin is affected."""
+        if isinstance(exc, HostrtError):
+            return exc
+        log.error("unexpected error %s plugin %s", doing, plugin_id, exc_info=exc)
+        return PluginError(plugin_id, f"internal error while {doing}: {type(exc).__name__}")
 
     def _services(self) -> HostServices:
         loop = asyncio.get_running_loop()
@@ -364,14 +406,29 @@ class Host:
         record = self._record(plugin_id)
         if record.state is not PluginState.ACTIVE:
             return
-        for other in list(self._records.values()):
-            if other.state is PluginState.ACTIVE and other.manifest is not None and any(
-                r.id == plugin_id for r in other.manifest.relationships.requires
-            ):
-                await self._deactivate(other.id)
+        for other in self._dependents(plugin_id):
+            await self._deactivate(other.id)
+        _, error = await self._stop(record)
+        self._set(record, PluginState.INACTIVE, error)
+
+    def _dependents(self, plugin_id: str) -> list[PluginRecord]:
+        """The active plugins that require ``plugin_id``."""
+        return [
+            other for other in self._records.values()
+            if other.state is PluginState.ACTIVE and other.manifest is not None
+            and any(r.id == plugin_id for r in other.manifest.relationships.requires)
+        ]
+
+    async def _stop(self, record: PluginRecord) -> tuple[Any, HostrtError | None]:
+        """Run an active plugin's ``deactivate``, take it off the bus and the
+        command list, close its context and free its runtime. Returns the
+        state its ``deactivate`` handed over (None if none or if it failed)
+        and its error; the caller sets the record's next state."""
         self._set(record, PluginState.DEACTIVATING, None)
+        plugin_id = record.id
         loaded, context = record._loaded, record._context
         record._loaded = record._context = None
+        state: Any = None
         error: HostrtError | None = None
         # No events or commands reach a deactivating plugin; it may still
         # emit its own events from deactivate.
@@ -380,17 +437,14 @@ class Host:
         try:
             if loaded is not None:
                 with callchain.entering(plugin_id):
-                    await loaded.deactivate()
-        except HostrtError as exc:
-            error = exc
-        except Exception as exc:  # a bug, not the plugin's doing: still unload it
-            log.exception("unexpected error deactivating plugin %s", record.id)
-            error = PluginError(record.id, f"internal error while deactivating: {type(exc).__name__}")
+                    state = await loaded.deactivate()
+        except Exception as exc:
+            error = self._as_error(plugin_id, exc, "deactivating")
         finally:
             self._release(plugin_id, context)
             if loaded is not None:
                 await loaded.close()
-        self._set(record, PluginState.INACTIVE, error)
+        return state, error
 
     async def activate_all(self) -> dict[str, PluginState]:
         """Activate every valid, enabled plugin in dependency order and
@@ -437,6 +491,249 @@ class Host:
             if record.state is PluginState.DISABLED:
                 self._set(record, PluginState.INACTIVE, None)
         return record
+
+    # -- hot reload -----------------------------------------------------------
+
+    async def reload(self, plugin_id: str, *, grant_requested: bool = False) -> ReloadResult:
+        """Bring one plugin up to date with its folder on disk.
+
+        A running plugin is swapped atomically: the new version is loaded
+        and compiled beside the running one, and only then is the old one
+        deactivated and the new one activated, receiving what the old one's
+        ``deactivate`` returned as its previous state. If anything about the
+        new version fails, the old one runs on (``kept``) or is started
+        again from the text it was loaded from (``restored``), and the
+        result's ``error`` names the file and line. A plugin that failed or
+        was blocked is started; one stopped on purpose only has its manifest
+        read again. ``grant_requested`` first grants everything the new
+        manifest requests (for development hosts; the grants are listed in
+        the result). Raises PluginNotFoundError for an unknown id.
+        """
+        async with self._lock:
+            if plugin_id not in self._records and plugin_id not in self._invalid:
+                self._record(plugin_id)  # raises
+            results = await self._sync([plugin_id], start_new=False, grant_requested=grant_requested)
+        return next(r for r in results if r.plugin_id == plugin_id)
+
+    async def sync_folders(self, folders: Iterable[str], *, start_new: bool = True,
+                           grant_requested: bool = False) -> list[ReloadResult]:
+        """Bring the named plugin folders (names inside the plugins folder)
+        up to date with the disk, as :meth:`reload` does for each: running
+        versions are swapped, removed folders deactivated and forgotten, new
+        folders started (when ``start_new``), failed or blocked ones tried
+        again. Plugins blocked only because a plugin they require was not
+        running are tried again once it is. Returns one result per plugin
+        affected; the watcher of :meth:`watch` calls this."""
+        async with self._lock:
+            return await self._sync(folders, start_new=start_new, grant_requested=grant_requested)
+
+    def watch(self, *, debounce_s: float = DEFAULT_DEBOUNCE_S, on_reload: ReloadCallback | None = None,
+              start_new: bool = True, grant_requested: bool = False) -> HostWatch:
+        """Hot reload while the returned object is entered
+        (``async with host.watch(): ...``): a watchdog observer on the
+        plugins folder feeds every burst of changes (debounced by
+        ``debounce_s``) to :meth:`sync_folders`; ``on_reload(result)`` (sync
+        or async) hears about each :class:`ReloadResult`."""
+        return HostWatch(self, debounce_s=debounce_s, on_reload=on_reload, start_new=start_new,
+                         grant_requested=grant_requested)
+
+    async def _sync(self, folders: Iterable[str], *, start_new: bool, grant_requested: bool) -> list[ReloadResult]:
+        if not self.plugins_dir.is_dir():
+            raise HostrtError(f"plugins folder '{self.plugins_dir}' does not exist")
+        disabled = set(self.store.disabled_plugins())
+        results: list[ReloadResult] = []
+        for name in sorted(set(folders)):
+            if not name or name.startswith(".") or Path(name).name != name:
+                continue  # only direct sub-folders are plugin folders
+            result = await self._sync_folder(name, disabled, start_new, grant_requested)
+            if result is not None:
+                results.append(result)
+        results.extend(await self._retry_blocked())
+        for result in results:
+            self._report(result)
+        return results
+
+    async def _sync_folder(self, name: str, disabled: set[str], start_new: bool,
+                           grant_requested: bool) -> ReloadResult | None:
+        started = time.perf_counter()
+        record = self._records.get(name) or self._invalid.get(name)
+        fresh = self._read_folder(self.plugins_dir / name, disabled)
+        if fresh is None:
+            if record is None:
+                return None
+            if record.state is PluginState.ACTIVE:
+                await self._block_dependents(name, "was removed")
+                await self._deactivate(name)
+            self._records.pop(name, None)
+            self._invalid.pop(name, None)
+            self._requests_cache.pop(name, None)
+            self._pending.pop(name, None)
+            return self._result(record, ReloadOutcome.REMOVED, started, previous_version=record.version)
+        if record is not None and record.state is PluginState.ACTIVE:
+            return await self._swap(record, fresh, started, grant_requested)
+        was = record.state if record is not None else None
+        self._pending.pop(name, None)
+        self._requests_cache.pop(name, None)
+        if fresh.manifest is None:
+            self._records.pop(name, None)
+            self._invalid[name] = fresh
+            return self._result(fresh, ReloadOutcome.FAILED, started, error=fresh.error)
+        self._invalid.pop(name, None)
+        self._records[name] = fresh
+        if not ((was is None and start_new) or was in _RETRIED):
+            return self._result(fresh, ReloadOutcome.UPDATED, started)
+        granted = tuple(self.grants.grant_requested(name, actor="dev")) if grant_requested else ()
+        await self._activate(name, chain=())
+        outcome = ReloadOutcome.STARTED if fresh.state is PluginState.ACTIVE else ReloadOutcome.FAILED
+        return self._result(fresh, outcome, started, error=fresh.error if outcome is ReloadOutcome.FAILED else None,
+                            granted=granted)
+
+    async def _swap(self, record: PluginRecord, fresh: PluginRecord, started: float,
+                    grant_requested: bool) -> ReloadResult:
+        """Replace a running version with the one on disk, or keep it."""
+        pid, old_manifest, old_version = record.id, record.manifest, record.version
+        assert old_manifest is not None
+        new = fresh.manifest
+
+        def kept(error: HostrtError | None, granted: tuple[str, ...] = ()) -> ReloadResult:
+            return self._result(record, ReloadOutcome.KEPT, started, previous_version=old_version,
+                                error=error, granted=granted)
+
+        if new is None:
+            return kept(fresh.error)
+        requested = tuple(parse_capability(c) for c in new.capabilities)
+        granted = tuple(self.grants.grant_requested(pid, actor="dev", requests=requested)) if grant_requested else ()
+        refusal = self._refusal(pid, new, requested)
+        if refusal is not None:
+            if isinstance(refusal, CapabilityError):
+                # Granting is checked against what a plugin requests; while
+                # this version waits for its grants, they may be given.
+                self._pending[pid] = requested
+            return kept(refusal, granted)
+        self._pending.pop(pid, None)
+        try:
+            loaded = await self._load(fresh.folder, new, self._runtimes[new.runtime_name])
+        except Exception as exc:
+            return kept(self._as_error(pid, exc, "loading the new version"), granted)
+        old_loaded = record._loaded
+        assert old_loaded is not None
+        state, stop_error = await self._stop(record)
+        if stop_error is not None:
+            log.warning("plugin %s: the previous version's deactivate failed: %s", pid, stop_error)
+        self._adopt(record, new)
+        self._set(record, PluginState.LOADING, None)
+        error = await self._launch(record, new, loaded, state)
+        if error is None:
+            await self._block_dependents(pid, None)
+            return self._result(record, ReloadOutcome.RELOADED, started, previous_version=old_version,
+                                granted=granted)
+        # The new version failed to start: run the old one again, from the
+        # very text it was loaded from (the files on disk are the new ones),
+        # handing it the state it handed over.
+        self._adopt(record, old_manifest)
+        try:
+            again = await self._runtimes[old_manifest.runtime_name].load(old_loaded.source)
+        except Exception as exc:
+            restore_error: HostrtError | None = self._as_error(pid, exc, "restoring the previous version")
+        else:
+            restore_error = await self._launch(record, old_manifest, again, state)
+        if restore_error is None:
+            return self._result(record, ReloadOutcome.RESTORED, started, previous_version=old_version,
+                                error=error, granted=granted)
+        self._set(record, PluginState.FAILED, error)
+        log.warning("plugin %s: the previous version could not be started again either: %s", pid, restore_error)
+        await self._block_dependents(pid, "is failed")
+        return self._result(record, ReloadOutcome.FAILED, started, previous_version=old_version, error=error,
+                            granted=granted)
+
+    def _adopt(self, record: PluginRecord, manifest: Manifest) -> None:
+        """Make ``manifest`` the one the record (and grant checks) go by."""
+        record._manifest = manifest
+        self._requests_cache.pop(record.id, None)
+
+    def _refusal(self, pid: str, new: Manifest, requested: tuple[Capability, ...]) -> HostrtError | None:
+        """Why a new version of running plugin ``pid`` cannot replace it,
+        checked before any of the new code runs; None when it can."""
+        version = new.version
+        if new.runtime_name not in self._runtimes:
+            return PluginError(pid, f"version {version}: this host has no '{new.runtime_name}' runtime")
+        available = {p: r.manifest for p, r in self._records.items() if r.manifest is not None}
+        available[pid] = new
+        problems = requirement_problems(new, available)
+        for req in new.relationships.requires:
+            dep = self._records.get(req.id)
+            if dep is not None and dep.state is not PluginState.ACTIVE and req.id != pid:
+                problems.append(f"requires '{req.id}', which is {dep.state}")
+        if problems:
+            return DependencyError(f"plugin '{pid}' version {version} {'; '.join(problems)}")
+        for other in self._records.values():
+            if other.id != pid and other.state is PluginState.ACTIVE and other.manifest is not None \
+                    and conflicts_between(new, other.manifest):
+                return DependencyError(f"plugin '{pid}' version {version} conflicts with active plugin '{other.id}'")
+        for decl in new.events:
+            existing = self.bus.declaration(decl.name)
+            if existing is not None and existing.owner != pid:
+                owner = "the host" if existing.owner == HOST else f"plugin '{existing.owner}'"
+                return EventError(f"plugin '{pid}' version {version}: event '{decl.name}' is already declared by {owner}")
+        if self.policy.require_all_grants:
+            missing = self.grants.missing(pid, requests=requested)
+            if missing:
+                return CapabilityError(pid, ", ".join(missing), f"requested by version {version} but not granted")
+        return None
+
+    async def _block_dependents(self, pid: str, why: str | None) -> None:
+        """Stop the active plugins requiring ``pid`` and mark them blocked:
+        all of them (``pid`` ``why``: "was removed", "is failed"), or, when
+        ``why`` is None, those whose version range the running ``pid`` no
+        longer satisfies."""
+        available = {p: r.manifest for p, r in self._records.items() if r.manifest is not None}
+        for other in self._dependents(pid):
+            assert other.manifest is not None
+            if why is not None:
+                reason = f"requires '{pid}', which {why}"
+            else:
+                problems = [p for p in requirement_problems(other.manifest, available) if f"'{pid}'" in p]
+                if not problems:
+                    continue
+                reason = "; ".join(problems)
+            await self._deactivate(other.id)
+            self._set(other, PluginState.BLOCKED, DependencyError(f"plugin '{other.id}' {reason}"))
+
+    async def _retry_blocked(self) -> list[ReloadResult]:
+        """Start the plugins blocked by a dependency that now runs."""
+        results = []
+        for record in list(self._records.values()):
+            manifest = record.manifest
+            if record.state is not PluginState.BLOCKED or not isinstance(record.error, DependencyError) \
+                    or manifest is None or not manifest.relationships.requires:
+                continue
+            if all(self._records.get(r.id) is not None and self._records[r.id].state is PluginState.ACTIVE
+                   for r in manifest.relationships.requires):
+                started = time.perf_counter()
+                await self._activate(record.id, chain=())
+                if record.state is PluginState.ACTIVE:
+                    results.append(self._result(record, ReloadOutcome.STARTED, started))
+        return results
+
+    def _result(self, record: PluginRecord, outcome: ReloadOutcome, started: float, *,
+                previous_version: str | None = None, error: HostrtError | None = None,
+                granted: tuple[str, ...] = ()) -> ReloadResult:
+        return ReloadResult(plugin_id=record.id, outcome=outcome, state=record.state, version=record.version,
+                            previous_version=previous_version, error=error, granted=granted,
+                            seconds=time.perf_counter() - started)
+
+    def _report(self, result: ReloadResult) -> None:
+        detail: dict[str, Any] = {"outcome": result.outcome.value, "version": result.version,
+                                  "previous": result.previous_version, "ms": round(result.seconds * 1000, 1)}
+        if result.error is not None:
+            detail["error"] = result.error.to_dict()
+        if result.granted:
+            detail["granted"] = list(result.granted)
+        self.store.audit(result.plugin_id, "reload", detail)
+        if result.error is not None:
+            log.warning("reload %s", result)
+        else:
+            log.info("reload %s in %.1f ms", result, result.seconds * 1000)
 
     # -- events, host methods and commands ----------------------------------
 

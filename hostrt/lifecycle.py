@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,3 +87,59 @@ class PluginRecord:
 
     def __repr__(self) -> str:
         return f"<PluginRecord {self.id} {self.version or ''} {self._state.value}>"
+
+
+class ReloadOutcome(str, Enum):
+    """What bringing one plugin folder up to date with the disk did."""
+
+    #: The new version replaced the running one.
+    RELOADED = "reloaded"
+    #: The new version was refused before the running one was touched (bad
+    #: manifest, code that does not compile or whose top level fails, a
+    #: capability or dependency it lacks); the running version goes on.
+    KEPT = "kept"
+    #: The new version failed to activate; the previous version (the exact
+    #: text it was loaded from) was started again and runs.
+    RESTORED = "restored"
+    #: The plugin was not running and now is (a new folder, or a fixed one).
+    STARTED = "started"
+    #: The plugin is not running afterwards and ``error`` says why: it could
+    #: not start, or neither the new nor the previous version could.
+    FAILED = "failed"
+    #: The manifest was read again; the plugin was stopped on purpose
+    #: (inactive, disabled, or never activated) and stays stopped.
+    UPDATED = "updated"
+    #: The folder is gone; the plugin was deactivated if it was running.
+    REMOVED = "removed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """What :meth:`Host.reload` or a watched change did to one plugin."""
+
+    plugin_id: str
+    outcome: ReloadOutcome
+    #: The plugin's state afterwards.
+    state: PluginState
+    #: The version running afterwards (or, when none runs, the one on disk).
+    version: str | None
+    #: The version that was running before, if one was.
+    previous_version: str | None = None
+    #: Why the new version was refused or the plugin does not run.
+    error: HostrtError | None = None
+    #: Capabilities granted on the way (only when the caller asked for the
+    #: requested ones to be granted, as ``hostrt dev --grant-requested`` does).
+    granted: tuple[str, ...] = ()
+    #: Wall time from starting the reload to its end (the new version active).
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        text = f"{self.plugin_id}: {self.outcome}"
+        if self.version:
+            text += f" ({self.version})"
+        if self.error is not None:
+            text += f": {self.error.message}"
+        return text

@@ -15,14 +15,21 @@ says which folders to look at.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+
+from .lifecycle import ReloadResult
+
+if TYPE_CHECKING:
+    from .host import Host
 
 _log = logging.getLogger("hostrt.reload")
 
@@ -166,4 +173,46 @@ class _Handler(FileSystemEventHandler):
                 self._watcher._touched(os.fsdecode(path))
 
 
-__all__ = ["DEFAULT_DEBOUNCE_S", "FolderChange", "PluginWatcher"]
+#: Hears about each plugin a watched change affected: ``on_reload(result)``,
+#: a plain function or a coroutine function.
+ReloadCallback = Callable[[ReloadResult], "Awaitable[None] | None"]
+
+
+class HostWatch:
+    """Hot reload for a host while entered; made by :meth:`Host.watch`.
+
+    Every debounced burst of changes goes to :meth:`Host.sync_folders`
+    (one burst at a time, in order), and each result to ``on_reload``. A
+    failing callback is logged; the watch goes on.
+    """
+
+    def __init__(self, host: "Host", *, debounce_s: float, on_reload: ReloadCallback | None,
+                 start_new: bool, grant_requested: bool) -> None:
+        self._host = host
+        self._on_reload = on_reload
+        self._start_new = start_new
+        self._grant_requested = grant_requested
+        self._watcher = PluginWatcher(host.plugins_dir, self._changed, debounce_s=debounce_s)
+
+    async def _changed(self, changes: list[FolderChange]) -> None:
+        results = await self._host.sync_folders(
+            [c.folder for c in changes], start_new=self._start_new, grant_requested=self._grant_requested)
+        if self._on_reload is None:
+            return
+        for result in results:
+            try:
+                outcome = self._on_reload(result)
+                if inspect.isawaitable(outcome):
+                    await outcome
+            except Exception:  # noqa: BLE001 - the host's callback must not stop reloading
+                _log.exception("on_reload callback failed for %s", result.plugin_id)
+
+    async def __aenter__(self) -> "HostWatch":
+        self._watcher.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._watcher.stop()
+
+
+__all__ = ["DEFAULT_DEBOUNCE_S", "FolderChange", "HostWatch", "PluginWatcher", "ReloadCallback"]
