@@ -154,6 +154,19 @@ def cmd_grants(args: argparse.Namespace) -> int:
     return asyncio.run(_with_host(args, action))
 
 
+def cmd_dev(args: argparse.Namespace) -> int:
+    """Run a host for plugin development: activate every plugin, reload each
+    one when its files change, show lifecycle changes, plugin logs, reload
+    times and errors with the failing code; Ctrl-C stops."""
+    from .dev import run_dev
+
+    if args.debounce_ms < 0:
+        print("error: --debounce-ms must be >= 0", file=sys.stderr)
+        return 2
+    return asyncio.run(run_dev(Path(args.plugins_dir), args.db, grant_requested=args.grant_requested,
+                               debounce_s=args.debounce_ms / 1000))
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     """Print the JSON Schema of plugin.json."""
     sys.stdout.write(manifest_json_schema_text())
@@ -190,6 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--all", action="store_true")
         with_db(p)
         p.set_defaults(func=func)
+
+    p = sub.add_parser("dev", help=cmd_dev.__doc__, description=cmd_dev.__doc__)
+    p.add_argument("plugins_dir")
+    p.add_argument("--grant-requested", action="store_true",
+                   help="grant every capability the manifests request, without asking (trusted plugins only)")
+    p.add_argument("--debounce-ms", type=float, default=50.0,
+                   help="how long a plugin's files must be quiet before it reloads (default: 50)")
+    with_db(p)
+    p.set_defaults(func=cmd_dev)
 
     p = sub.add_parser("grants", help=cmd_grants.__doc__, description=cmd_grants.__doc__)
     p.add_argument("plugins_dir")

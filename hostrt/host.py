@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -54,6 +54,9 @@ log = logging.getLogger("hostrt.host")
 
 #: How long closing waits for events still queued for the host's handlers.
 CLOSE_EVENTS_WAIT_S = 5.0
+
+#: Hears about lifecycle changes: ``listener(record, error)``.
+LifecycleListener = Callable[[PluginRecord, "HostrtError | None"], None]
 
 #: States of a plugin that was meant to run but could not: a change to its
 #: folder tries again.
@@ -129,6 +132,7 @@ class Host:
         self._commands = CommandRegistry()
         self._lock = asyncio.Lock()
         self._closed = False
+        self._lifecycle_listeners: list[LifecycleListener] = []
 
     # -- read-only views ----------------------------------------------------
 
@@ -377,6 +381,14 @@ class Host:
             await loaded.close()
             self._set(record, PluginState.FAILED, error)
 
+    def on_lifecycle(self, listener: LifecycleListener) -> Callable[[], None]:
+        """Call ``listener(record, error)`` after every lifecycle change of
+        any plugin (the record already holds the new state; ``error`` is
+        why it failed or was blocked, else None). Returns a function that
+        removes the listener. A failing listener is logged and ignored."""
+        self._lifecycle_listeners.append(listener)
+        return lambda: self._lifecycle_listeners.remove(listener) if listener in self._lifecycle_listeners else None
+
     def _set(self, record: PluginRecord, state: PluginState, error: HostrtError | None) -> None:
         record._state = state
         if error is not None or state in (PluginState.ACTIVE, PluginState.LOADING):
@@ -390,6 +402,11 @@ class Host:
             log.warning("plugin %s is %s: %s", record.id, state.value, error)
         else:
             log.info("plugin %s is %s", record.id, state.value)
+        for listener in list(self._lifecycle_listeners):
+            try:
+                listener(record, error)
+            except Exception:  # noqa: BLE001 - an observer must not change the outcome
+                log.exception("lifecycle listener failed for plugin %s", record.id)
 
     async def deactivate(self, plugin_id: str) -> PluginRecord:
         """Deactivate a plugin, after the active plugins that require it.

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from hostrt import Host, HostPolicy, PluginState, SyncHost
-from hostrt.errors import LifecycleError, PluginNotFoundError
+from hostrt.errors import LifecycleError, PluginError, PluginNotFoundError
 
 from conftest import write_plugin
 
@@ -366,6 +366,32 @@ def test_an_unsafe_settings_schema_fails_only_that_plugin(plugins_dir):
         states = await host.activate_all()
         assert states == {"fine-one": PluginState.ACTIVE, "odd-one": PluginState.FAILED}
         assert host.plugins["odd-one"].error.code == "E_SETTINGS"
+        await host.close()
+
+    run(main())
+
+
+def test_lifecycle_listeners_hear_every_change_and_cannot_break_the_host(plugins_dir):
+    write_plugin(plugins_dir, "good", "def activate(ctx):\n    pass\n")
+    write_plugin(plugins_dir, "bad", "def activate(ctx):\n    raise ValueError('no')\n")
+
+    async def main():
+        host = await started(plugins_dir)
+        heard = []
+
+        def broken(record, error):
+            raise RuntimeError("listener bug")
+
+        remove = host.on_lifecycle(lambda record, error: heard.append((record.id, record.state.value, error)))
+        host.on_lifecycle(broken)
+        await host.activate_all()
+        assert host.plugins["good"].state is PluginState.ACTIVE
+        assert [(pid, state) for pid, state, _ in heard] == [
+            ("bad", "loading"), ("bad", "failed"), ("good", "loading"), ("good", "active")]
+        assert isinstance(heard[1][2], PluginError) and heard[3][2] is None
+        remove()
+        await host.deactivate("good")
+        assert len(heard) == 4
         await host.close()
 
     run(main())
