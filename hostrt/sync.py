@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from .commands import CommandInfo
 from .events import EventDelivery, HostHandler, HostSubscription
 from .grants import GrantManager
-from .host import Host, HostPolicy
+from .host import Host, HostPolicy, LifecycleListener
 from .hostmethods import HostFunction, HostMethod, HostMethods
-from .lifecycle import PluginRecord, PluginState
+from .lifecycle import PluginRecord, PluginState, ReloadResult
+from .reload import HostWatch
 from .runtimes.base import Runtime
 from .store import Store
 
@@ -48,6 +50,7 @@ class SyncHost:
             return Host(plugins_dir, db_path, policy=policy, runtimes=runtimes)
 
         self._host = self._run(build())
+        self._watches: list[HostWatch] = []
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
         if not self._thread.is_alive():
@@ -132,11 +135,37 @@ class SyncHost:
     def commands(self) -> list[CommandInfo]:
         return self._host.commands()
 
+    def on_lifecycle(self, listener: LifecycleListener) -> Callable[[], None]:
+        """See :meth:`Host.on_lifecycle`; the listener runs on the host's loop thread."""
+        return self._host.on_lifecycle(listener)
+
+    def reload(self, plugin_id: str, *, grant_requested: bool = False) -> ReloadResult:
+        return self._run(self._host.reload(plugin_id, grant_requested=grant_requested))
+
+    def sync_folders(self, folders: Iterable[str], **options: Any) -> list[ReloadResult]:
+        return self._run(self._host.sync_folders(list(folders), **options))
+
+    @contextmanager
+    def watch(self, **options: Any) -> Iterator[None]:
+        """Hot reload while the ``with`` block runs; options as for
+        :meth:`Host.watch` (``on_reload`` is called on the host's loop thread)."""
+        watch = self._host.watch(**options)
+        self._run(watch.__aenter__())
+        self._watches.append(watch)
+        try:
+            yield
+        finally:
+            if watch in self._watches:
+                self._watches.remove(watch)
+                self._run(watch.__aexit__(None, None, None))
+
     def close(self) -> None:
-        """Close the host and stop the background loop. Idempotent."""
+        """Stop watching, close the host and stop the background loop. Idempotent."""
         if not self._thread.is_alive():
             return
         try:
+            while self._watches:
+                self._run(self._watches.pop().__aexit__(None, None, None))
             self._run(self._host.close())
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)

@@ -160,3 +160,23 @@ def test_a_failing_callback_does_not_stop_the_watch(plugins_dir, tmp_path):
 async def _until(condition) -> None:
     while not condition():
         await asyncio.sleep(0.01)
+
+
+def test_sync_host_watches_and_reloads(plugins_dir, tmp_path):
+    import queue
+
+    from hostrt import SyncHost
+
+    write(plugins_dir, "probe", "javascript", "v1")
+    results: queue.Queue[ReloadResult] = queue.Queue()
+    with SyncHost(plugins_dir, tmp_path / "host.db") as host:
+        host.discover()
+        host.activate_all()
+        assert host.invoke("probe", "version") == {"tag": "v1", "reloads": 0}
+        with host.watch(debounce_s=0.05, on_reload=results.put):
+            write(plugins_dir, "probe", "javascript", "v2")
+            result = results.get(timeout=ARRIVES_WITHIN_S)
+            assert result.outcome is ReloadOutcome.RELOADED
+            assert host.invoke("probe", "version") == {"tag": "v2", "reloads": 1}
+        assert host.reload("probe").outcome is ReloadOutcome.RELOADED
+        assert host.invoke("probe", "version") == {"tag": "v2", "reloads": 2}
