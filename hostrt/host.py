@@ -133,6 +133,8 @@ class Host:
         self._lock = asyncio.Lock()
         self._closed = False
         self._lifecycle_listeners: list[LifecycleListener] = []
+        # Replaced versions being freed in the background.
+        self._closing: set[asyncio.Task[None]] = set()
 
     # -- read-only views ----------------------------------------------------
 
@@ -436,11 +438,13 @@ class Host:
             and any(r.id == plugin_id for r in other.manifest.relationships.requires)
         ]
 
-    async def _stop(self, record: PluginRecord) -> tuple[Any, HostrtError | None]:
+    async def _stop(self, record: PluginRecord, *, close_later: bool = False) -> tuple[Any, HostrtError | None]:
         """Run an active plugin's ``deactivate``, take it off the bus and the
-        command list, close its context and free its runtime. Returns the
-        state its ``deactivate`` handed over (None if none or if it failed)
-        and its error; the caller sets the record's next state."""
+        command list, close its context and free its runtime (``close_later``:
+        in the background, so that a reload's new version need not wait for
+        the old one's memory to be freed). Returns the state its
+        ``deactivate`` handed over (None if none or if it failed) and its
+        error; the caller sets the record's next state."""
         self._set(record, PluginState.DEACTIVATING, None)
         plugin_id = record.id
         loaded, context = record._loaded, record._context
@@ -459,7 +463,11 @@ class Host:
             error = self._as_error(plugin_id, exc, "deactivating")
         finally:
             self._release(plugin_id, context)
-            if loaded is not None:
+            if loaded is not None and close_later:
+                closing = asyncio.get_running_loop().create_task(loaded.close())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+            elif loaded is not None:
                 await loaded.close()
         return state, error
 
@@ -634,7 +642,7 @@ class Host:
             return kept(self._as_error(pid, exc, "loading the new version"), granted)
         old_loaded = record._loaded
         assert old_loaded is not None
-        state, stop_error = await self._stop(record)
+        state, stop_error = await self._stop(record, close_later=True)
         if stop_error is not None:
             log.warning("plugin %s: the previous version's deactivate failed: %s", pid, stop_error)
         self._adopt(record, new)
@@ -867,6 +875,7 @@ class Host:
         if self._closed:
             return
         await self.deactivate_all()
+        await asyncio.gather(*self._closing)
         await self.bus.close(CLOSE_EVENTS_WAIT_S)
         for runtime in self._runtimes.values():
             await runtime.close()
