@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from .codeframe import code_frame
+from .context import printable
 from .errors import HostrtError, PluginError
 from .host import Host
 from .lifecycle import PluginRecord, PluginState, ReloadOutcome, ReloadResult
@@ -41,16 +42,23 @@ class DevConsole:
         self._lock = threading.Lock()
 
     def say(self, text: str) -> None:
+        """Print ``text``, each line stamped. Plugins choose much of what is
+        printed (messages, stacks, their source), so every line is printed
+        with its control characters escaped: no cursor moves, colours or
+        carriage returns reach the terminal."""
         stamp = time.strftime("%H:%M:%S")
         with self._lock:
             for line in text.splitlines() or [""]:
-                self._out.write(f"[{stamp}] {line}\n" if line else "\n")
+                self._out.write(f"[{stamp}] {printable(line)}\n")
             self._out.flush()
 
     def error(self, error: HostrtError, indent: str = "    ") -> None:
         """The error's message, a frame of the code it points at, and the
         plugin's own traceback."""
-        lines = [f"{indent}error [{error.code}]: {error.message}"]
+        # Every line is indented, so text a plugin put in its error cannot
+        # pass for a line of the console's own.
+        first, *rest = error.message.splitlines() or [""]
+        lines = [f"{indent}error [{error.code}]: {first}", *(indent + line for line in rest)]
         frame = code_frame(self._plugins_dir, error)
         if frame is not None:
             lines.append(f"{indent}{error.file}:{error.line}" + (f":{error.column}" if error.column else ""))
@@ -102,9 +110,9 @@ class _PluginLogLines(logging.Handler):
         self._console = console
 
     def emit(self, record: logging.LogRecord) -> None:
-        plugin = record.name.removeprefix("hostrt.plugins.")
+        plugin = getattr(record, "plugin_id", None) or record.name.removeprefix("hostrt.plugins.")
         try:
-            self._console.say(f"{plugin} {record.levelname.lower()}: {record.getMessage()}")
+            self._console.say(f"{plugin} {record.levelname.lower()}: {printable(record.getMessage())}")
         except Exception:  # noqa: BLE001 - logging must never raise into the plugin's call
             self.handleError(record)
 

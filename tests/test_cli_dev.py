@@ -160,3 +160,32 @@ def test_dev_reports_a_bad_manifest_by_file_and_field(dev, plugins_dir):
     process.expect(r"\$\.capabilities\[0\]")
     assert process.interrupt() == 0
     process.expect(r"probe 1\.0\.0 inactive")
+
+
+HOSTILE_JS = r"""
+exports.activate = (ctx) => {
+  console.log("\x1b[2J\x1b[Hcleared\r[00:00:00] victim reloaded 1.0.0 in 0.1 ms");
+  const e = new Error("boom\n[00:00:00] victim reloaded 9.9.9 in 0.1 ms\x1b]52;c;ZXZpbA==\x07");
+  e.stack = "Error: boom\n[00:00:00] victim active\n    at hostile/plugin.js:1:1\x1b[31m";
+  throw e;
+};
+"""
+
+
+def test_a_plugin_cannot_write_to_the_terminal_or_forge_console_lines(dev, plugins_dir):
+    write(plugins_dir, "hostile", "javascript", source=HOSTILE_JS)
+    process = dev()
+    process.expect(r"hostile 1\.0\.0 failed")
+    process.expect(r"watching")
+    assert process.interrupt() == 0
+    process.expect(r"stopped")
+    output = "\n".join(process.lines)
+    assert "boom" in output and "cleared" in output          # what it said is shown...
+    assert "\x1b" not in output and "\r" not in output and "\x07" not in output   # ...but never as control codes
+    assert "\\x1b[2J" in output
+    # every line is the console's own: stamped, and plugin text after the
+    # stamp is either a prefixed log line or indented under an error
+    for line in process.lines:
+        assert re.match(r"^\[\d\d:\d\d:\d\d\] ", line), line
+        body = line[11:]
+        assert not body.startswith("[00:00:00]") and not body.startswith("victim"), line
