@@ -34,6 +34,7 @@ from .errors import (
 from .grants import GrantManager
 from .keys import KEY_RE, describe_key
 from .ratelimit import TokenBucket
+from .runtimes.base import MAX_STATE_BYTES
 from .settings import SettingsSchema, check_setting_name, read_settings, write_setting
 from .store import Store
 
@@ -135,6 +136,14 @@ class ActivationContext:
     After :meth:`close` every call fails with
     :class:`~hostrt.errors.LifecycleError`, so a plugin that kept a reference
     to its context cannot act once deactivated.
+
+    ``previous_state`` is the JSON data the plugin's previous version
+    returned from its ``deactivate`` (see
+    :meth:`hostrt.runtimes.base.LoadedPlugin.deactivate`), for the host to
+    hand over on a reload; None (the default) means there is none. It is
+    checked here (plain JSON, at most
+    :data:`~hostrt.runtimes.base.MAX_STATE_BYTES`; HostrtError otherwise)
+    and kept only as text.
     """
 
     def __init__(
@@ -147,6 +156,7 @@ class ActivationContext:
         settings_schema: dict[str, Any] | None = None,
         limits: ContextLimits | None = None,
         services: HostServices | None = None,
+        previous_state: Any = None,
     ) -> None:
         self._id = plugin_id
         self._version = plugin_version
@@ -163,6 +173,12 @@ class ActivationContext:
         self._host_call_slots: asyncio.Semaphore | None = None
         self._lock = threading.Lock()
         self._closed = False
+        # Only the text is kept: each runtime hands the plugin a copy made
+        # from it, and nothing the host later does to its own value shows.
+        self._previous_state_json = (
+            None if previous_state is None
+            else _encode(previous_state, "previous state", HostrtError, MAX_STATE_BYTES)
+        )
 
     # -- identity -----------------------------------------------------------
 
@@ -177,6 +193,15 @@ class ActivationContext:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def previous_state_json(self) -> str | None:
+        """The state the plugin's previous version returned from its
+        ``deactivate`` (the ``previous_state`` this context was created
+        with), as compact JSON text; None when there is none. Runtimes hand
+        the plugin a fresh copy of it as ``ctx.previousState`` (JavaScript)
+        or ``ctx.previous_state`` (Python)."""
+        return self._previous_state_json
 
     def plugin_info(self) -> dict[str, str]:
         """``ctx.plugin``: ``{"id": ..., "version": ...}`` (a fresh dict)."""

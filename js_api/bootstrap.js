@@ -473,14 +473,28 @@
   const pathKey = (path, key) =>
     /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(key) ? path + "." + key : path + "[" + JSONStringify(key) + "]";
 
-  function encode(value, what, path) {
+  // The encoder's latest refusal: the error it threw, its kind ("size" or
+  // "value") and what is wrong (the message without `what`), so that a
+  // caller can tell it from an error plugin code threw while its value was
+  // read (a getter, a Proxy trap).
+  let refusal = null;
+  const refuse = (Ctor, what, kind, verb, detail) => {
+    const error = new Ctor(what + verb + detail);
+    refusal = { error, kind, detail };
+    return error;
+  };
+  const notJSON = (what, detail) => refuse(TypeErrorCtor, what, "value", " is not JSON: ", detail);
+
+  // `limit` (characters of JSON) defaults to LIMITS.maxValueChars.
+  function encode(value, what, path, limit) {
     const seen = [];
     let size = 0;
-    const limit = LIMITS.maxValueChars;
+    if (limit === undefined) limit = LIMITS.maxValueChars;
     const grow = (n, path) => {
       size += n;
       if (size > limit) {
-        throw new RangeErrorCtor(what + " is too large: more than " + limit + " characters as JSON (at " + path + ")");
+        throw refuse(RangeErrorCtor, what, "size", " is too large: ",
+          "more than " + limit + " characters as JSON (at " + path + ")");
       }
     };
     const walk = (v, path, depth) => {
@@ -489,17 +503,17 @@
         case "boolean": grow(5, path); return v ? "true" : "false";
         case "string": { const s = JSONStringify(v); grow(s.length, path); return s; }
         case "number":
-          if (!NumberIsFinite(v)) throw new TypeErrorCtor(what + " is not JSON: " + describe(v) + " at " + path);
+          if (!NumberIsFinite(v)) throw notJSON(what, describe(v) + " at " + path);
           { const s = JSONStringify(v); grow(s.length, path); return s; }
         case "object": break;
         default:
-          throw new TypeErrorCtor(what + " is not JSON: " + describe(v) + " at " + path);
+          throw notJSON(what, describe(v) + " at " + path);
       }
       if (depth >= LIMITS.maxDepth) {
-        throw new RangeErrorCtor(what + " is nested more than " + LIMITS.maxDepth + " levels deep at " + path);
+        throw refuse(RangeErrorCtor, what, "value", " is ", "nested more than " + LIMITS.maxDepth + " levels deep at " + path);
       }
       for (let i = 0; i < seen.length; i++) {
-        if (seen[i] === v) throw new TypeErrorCtor(what + " is not JSON: it contains a cycle at " + path);
+        if (seen[i] === v) throw notJSON(what, "it contains a cycle at " + path);
       }
       seen[seen.length] = v;
       let text;
@@ -510,15 +524,13 @@
         for (let i = 0; i < n; i++) {
           const item = v[i];
           const p = path + "[" + i + "]";
-          if (item === undefined) throw new TypeErrorCtor(what + " is not JSON: undefined at " + p);
+          if (item === undefined) throw notJSON(what, "undefined at " + p);
           text += (i ? "," : "") + walk(item, p, depth + 1);
         }
         text += "]";
       } else {
         const proto = ObjectGetPrototypeOf(v);
-        if (proto !== ObjectPrototype && proto !== null) {
-          throw new TypeErrorCtor(what + " is not JSON: " + describe(v) + " at " + path);
-        }
+        if (proto !== ObjectPrototype && proto !== null) throw notJSON(what, describe(v) + " at " + path);
         const keys = ObjectKeys(v);
         grow(2, path);
         text = "{";
@@ -695,7 +707,10 @@
     logApi[level] = method((message, fields) => { log(level, message, fields); });
   }
   const optional = (v) => (v === undefined ? null : v);
-  const ctx = ObjectFreeze({
+  // What the previous version's deactivate returned (hot reload), as the
+  // activate entry delivered it: undefined when the host passed none.
+  let previousState;
+  const ctxObject = {
     plugin: ObjectFreeze({ id: PLUGIN_ID, version: PLUGIN_VERSION }),
     log: ObjectFreeze(logApi),
     storage: ObjectFreeze({
@@ -722,7 +737,11 @@
         register(commandHandlers, "commands.register", "commands.unregister", name, handler, "ctx.commands.register")),
     }),
     subscriptions: [],
+  };
+  ObjectDefineProperty(ctxObject, "previousState", {
+    get: method(() => previousState), enumerable: true, configurable: false,
   });
+  const ctx = ObjectFreeze(ctxObject);
 
   // -- console -------------------------------------------------------------------
   const format = (args) => {
@@ -875,7 +894,9 @@
 
   const targets = ObjectFreeze({
     __proto__: null,
-    activate(entryId) {
+    // args: the previous version's state (a JSON value), or null.
+    activate(entryId, args) {
+      previousState = args === null ? undefined : args;
       const fn = exportedFunction("activate");
       if (fn === null) {
         finish(entryId, false, new TypeErrorCtor("plugin.js does not export a function activate(ctx)"));
@@ -888,11 +909,40 @@
       }
       runEntry(entryId, () => ReflectApply(fn, exported.exports, [ctx]));
     },
+    // Reports the state deactivate returned (JSON, or null) when it and
+    // every disposer succeeded; else {errors, state}, where `state` says why
+    // the returned value was refused (or is null).
     deactivate(entryId) {
       const errors = [];
       const steps = [];
+      // The returned value is encoded as soon as it is known, so that no
+      // disposer can change it, under the state's own size limit.
+      let stateText = "null";
+      let stateRefusal = null;
+      // Plugin code (a getter, a Proxy trap) threw while the value was read.
+      const unreadable = (e) => { stateRefusal = { kind: "threw", error: errorInfo(e) }; };
+      const keep = (value) => {
+        if (value === undefined || value === null) return;
+        refusal = null;
+        try { stateText = encode(value, "state", "$", LIMITS.maxStateChars); } catch (e) {
+          if (refusal !== null && refusal.error === e) {
+            stateRefusal = { kind: refusal.kind, detail: clip(refusal.detail) };
+          } else unreadable(e);
+        }
+        refusal = null;
+      };
       const fn = exportedFunction("deactivate");
-      if (fn !== null) steps[steps.length] = () => ReflectApply(fn, exported.exports, [ctx]);
+      if (fn !== null) {
+        steps[steps.length] = () => {
+          const returned = ReflectApply(fn, exported.exports, [ctx]);
+          let thenable;
+          // Reading `then` runs plugin code too: deactivate itself returned,
+          // so a throw there makes the value unreadable.
+          try { thenable = isThenable(returned); } catch (e) { unreadable(e); return undefined; }
+          if (!thenable) { keep(returned); return undefined; }
+          return then(resolved(returned), keep);
+        };
+      }
       // ctx.subscriptions is read after deactivate ran: it may add to it.
       steps[steps.length] = () => {
         const subs = ctx.subscriptions;
@@ -916,8 +966,8 @@
         ReflectApply(mapClear, commandHandlers, []);
         ReflectApply(mapForEach, timers, [(_, id) => send('["untimer",' + id + "]")]);
         ReflectApply(mapClear, timers, []);
-        if (errors.length === 0) finish(entryId, true, null);
-        else send('["done",' + entryId + ",false," + encode({ errors }, "errors") + "]");
+        if (errors.length === 0 && stateRefusal === null) send('["done",' + entryId + ",true," + stateText + "]");
+        else send('["done",' + entryId + ",false," + encode({ errors, state: stateRefusal }, "errors") + "]");
       });
     },
     // The host calls an exported function by name with JSON arguments

@@ -84,7 +84,7 @@ class RecordingGate(ActivationContext):
     into ``storage_get`` (and ``storage_get_json``) to stand for a host-side bug."""
 
     def __init__(self, plugin_id: str = "probe", store: Store | None = None, *, version: str = "1.0.0",
-                 secret: str | None = None) -> None:
+                 secret: str | None = None, previous_state: Any = None) -> None:
         store = store if store is not None else Store(":memory:")
         grants = GrantManager(store, lambda pid: ALL_CAPABILITIES)
         for capability in ALL_CAPABILITIES:
@@ -92,6 +92,7 @@ class RecordingGate(ActivationContext):
         super().__init__(
             plugin_id=plugin_id, plugin_version=version, store=store, grants=grants,
             settings_schema={"type": "object", "properties": {"name": {"type": "string", "default": "world"}}},
+            previous_state=previous_state,
         )
         self._secret = secret  # where an escape through ctx would look
         self.logs: list[tuple[str, str, Any]] = []

@@ -14,6 +14,9 @@ from ..errors import BudgetExceededError, PluginError
 #: The largest main file a runtime will read (bundled JavaScript with its
 #: dependencies is the big case).
 MAX_SOURCE_BYTES = 16 * 1024 * 1024
+#: The largest state a plugin's ``deactivate`` may hand to its next version,
+#: in UTF-8 bytes of compact JSON (see :meth:`LoadedPlugin.deactivate`).
+MAX_STATE_BYTES = 1024 * 1024
 
 if TYPE_CHECKING:
     from ..context import ActivationContext
@@ -140,10 +143,26 @@ class LoadedPlugin(ABC):
         """
 
     @abstractmethod
-    async def deactivate(self) -> None:
+    async def deactivate(self) -> Any:
         """Call the plugin's ``deactivate(ctx)`` if it has one, then dispose
         everything in ``ctx.subscriptions`` (newest first), all in one entry
-        under the budget. Errors are raised after every disposer has run."""
+        under the budget, and return the plugin's state for its next version.
+
+        The state is what ``deactivate`` returned (a JavaScript promise is
+        awaited), checked as JSON when it returned and handed back as fresh
+        plain JSON data that nothing in the plugin can reach. It is None
+        when ``deactivate`` returned nothing (``None``, ``undefined``,
+        ``null``), when the plugin has no ``deactivate`` and when the plugin
+        is not active (a second call does nothing).
+
+        The state is handed over only when the whole entry succeeded. If
+        ``deactivate`` or a disposer fails, a PluginError is raised after
+        every disposer has run (the first error, with a count when there
+        were several) and there is no state. A returned value that is not
+        JSON, or is larger than :data:`MAX_STATE_BYTES` as compact JSON,
+        is refused the same way: every disposer still runs and the plugin
+        is fully deactivated, then a PluginError naming the plugin and its
+        file is raised (see :func:`state_refused`)."""
 
     @abstractmethod
     async def call_export(self, name: str, *args: Any) -> Any:
@@ -221,6 +240,17 @@ def reworded(error: PluginError, reason: str) -> PluginError:
         column=error.column,
         plugin_traceback=error.plugin_traceback,
     )
+
+
+def state_refused(source: PluginSource, detail: str | None, *, line: int | None = None,
+                  column: int | None = None, plugin_traceback: str = "") -> PluginError:
+    """The error for state ``deactivate`` returned that cannot be handed
+    over: ``detail`` says why it is not JSON; None means it is larger than
+    :data:`MAX_STATE_BYTES`."""
+    reason = (f"deactivate returned more than {MAX_STATE_BYTES} bytes of state" if detail is None
+              else f"deactivate returned state that is not JSON: {detail}")
+    return PluginError(source.plugin_id, reason, file=source.display_file, line=line, column=column,
+                       plugin_traceback=plugin_traceback)
 
 
 def combined_error(plugin_id: str, errors: list[PluginError], doing: str) -> PluginError:

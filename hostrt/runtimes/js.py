@@ -26,10 +26,20 @@ import logging
 from importlib import resources
 from typing import Any, Callable
 
+from .. import jsonvalue
 from ..context import ActivationContext, write_plugin_log
 from ..errors import HostrtError, LifecycleError, PluginError, ResourceLimitError
 from . import js_errors
-from .base import LoadedPlugin, PluginSource, Runtime, combined_error, load_or_close, reworded
+from .base import (
+    MAX_STATE_BYTES,
+    LoadedPlugin,
+    PluginSource,
+    Runtime,
+    combined_error,
+    load_or_close,
+    reworded,
+    state_refused,
+)
 from .js_channel import Channel, ChannelLimits, EntryFailed, RawJSON, pump_code
 from .js_engine import EngineScriptError, Isolate, run_syntax_check
 
@@ -148,27 +158,37 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
 
     async def activate(self, ctx: ActivationContext) -> None:
         """Call ``activate(ctx)`` and wait (under the timeout) for the
-        promise it returns, if any."""
+        promise it returns, if any. The gate's previous state, if any,
+        travels with the entry and is ``ctx.previousState`` in the plugin."""
         if self._closed:
             raise LifecycleError(f"plugin '{self.source.plugin_id}' is closed")
         if self._gate is not None:
             raise LifecycleError(f"plugin '{self.source.plugin_id}' is already active")
         self._gate = ctx
-        await self._entry("activate", "activate")
+        state = ctx.previous_state_json
+        await self._entry("activate", "activate", "null" if state is None else state)
         self._active = True
 
-    async def deactivate(self) -> None:
+    async def deactivate(self) -> Any:
         """Call ``deactivate(ctx)`` if exported, then dispose
         ``ctx.subscriptions`` newest first, all under one timeout; then the
         gate's host-side registrations. Every disposer runs; the first error
-        is raised afterwards."""
+        is raised afterwards.
+
+        Returns the state ``deactivate`` returned (awaited), as fresh JSON
+        data decoded from the text the shim encoded when it was returned,
+        or None; see :meth:`LoadedPlugin.deactivate`."""
         if self._gate is None:
-            return
+            return None
         gate = self._gate
         errors: list[PluginError] = []
+        state: Any = None
         try:
-            await self._entry("deactivate", "deactivate")
+            state = await self._entry("deactivate", "deactivate")
         except _ManyErrors as many:
+            refusal = many.info.get("state")
+            if refusal is not None:  # refused when deactivate returned, before any disposer ran
+                errors.append(self._state_refusal(refusal))
             errors.extend(many.errors)
         except PluginError as exc:
             errors.append(exc)
@@ -181,6 +201,33 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
             self._gate = None
         if errors:
             raise combined_error(self.source.plugin_id, errors, "deactivate")
+        if state is not None:
+            # Plain data parsed from the JSON text the shim encoded (and so
+            # checked): what is left is the size in UTF-8 bytes (the shim
+            # counted characters), measured on text json builds in C.
+            try:
+                size = jsonvalue.size_bytes(json.dumps(state, separators=(",", ":"), ensure_ascii=False))
+            except UnicodeEncodeError:
+                raise state_refused(self.source, "a string holds a lone surrogate, which is not Unicode text") from None
+            if size > MAX_STATE_BYTES:
+                raise state_refused(self.source, None)
+        return state
+
+    def _state_refusal(self, refusal: Any) -> PluginError:
+        """The error for state the shim refused to encode: ``{"kind":
+        "size"}``, ``{"kind": "value", "detail": ...}`` (not JSON), or
+        ``{"kind": "threw", "error": ...}`` (plugin code threw while it was
+        read, e.g. a getter)."""
+        kind = refusal.get("kind") if type(refusal) is dict else None
+        if kind == "size":
+            return state_refused(self.source, None)
+        if kind == "value" and type(refusal.get("detail")) is str:
+            return state_refused(self.source, refusal["detail"])
+        if kind == "threw":
+            error = self._describe(refusal.get("error"), "")
+            return state_refused(self.source, f"reading it threw {error.reason}", line=error.line,
+                                 column=error.column, plugin_traceback=error.plugin_traceback)
+        return state_refused(self.source, "(the isolate's report of it is unreadable)")
 
     async def call_export(self, name: str, *args: Any) -> Any:
         """Call ``module.exports[name](...args)`` as one entry under the
@@ -250,7 +297,7 @@ class LoadedJavaScriptPlugin(LoadedPlugin):
         except EntryFailed as failed:
             info = failed.info
             if type(info) is dict and type(info.get("errors")) is list:
-                raise _ManyErrors([self._describe(i, f"{doing}: ") for i in info["errors"]]) from None
+                raise _ManyErrors([self._describe(i, f"{doing}: ") for i in info["errors"]], info) from None
             raise self._describe(info, f"{doing}: ") from None
 
     def _describe(self, info: Any, doing: str) -> PluginError:
@@ -352,9 +399,10 @@ def check_syntax(plugin_id: str, display_file: str, text: str) -> None:
 
 
 class _ManyErrors(Exception):
-    def __init__(self, errors: list[PluginError]) -> None:
+    def __init__(self, errors: list[PluginError], info: dict[str, Any]) -> None:
         super().__init__(f"{len(errors)} errors")
         self.errors = errors
+        self.info = info
 
 
 def _args(args: list[Any], low: int, high: int, op: str) -> list[Any]:

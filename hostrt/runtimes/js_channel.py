@@ -57,6 +57,7 @@ from typing import Any, Awaitable, Protocol
 
 from .. import callchain
 from ..errors import BudgetExceededError, HostrtError, PluginError, ResourceLimitError
+from .base import MAX_STATE_BYTES
 from .js_engine import (
     EngineClosed,
     EngineError,
@@ -101,12 +102,16 @@ class ChannelLimits:
 
     def for_shim(self, memory_bytes: int) -> dict[str, int]:
         """The limits as the bootstrap's ``LIMITS`` object. ArrayBuffer
-        memory (outside the V8 heap) gets the same allowance as the heap."""
+        memory (outside the V8 heap) gets the same allowance as the heap.
+        The state ``deactivate`` returns is refused in the isolate past
+        MAX_STATE_BYTES characters (a UTF-8 byte or more each); the host
+        counts its bytes."""
         return {
             "maxExternalBytes": memory_bytes,
             "maxHeapBytes": memory_bytes,
             "maxOutboxChars": self.max_outbox_chars,
             "maxValueChars": self.max_value_chars,
+            "maxStateChars": MAX_STATE_BYTES,
             "maxDepth": self.max_depth,
             "maxPendingCalls": self.max_pending_calls,
             "maxTimers": self.max_timers,

@@ -52,7 +52,16 @@ from ..errors import (
     PluginCompileError,
     PluginError,
 )
-from .base import LoadedPlugin, PluginSource, Runtime, combined_error, load_or_close, reworded
+from .base import (
+    MAX_STATE_BYTES,
+    LoadedPlugin,
+    PluginSource,
+    Runtime,
+    combined_error,
+    load_or_close,
+    reworded,
+    state_refused,
+)
 from .pysandbox import (
     HandlerTable,
     PluginCompileFailure,
@@ -96,6 +105,18 @@ _TOO_LARGE = object()
 BLOCKING_WAIT_S = 0.0005
 #: Time granted to plugin ``__str__`` code while an error is being formatted.
 _FORMAT_GRACE_S = 0.05
+
+
+def _result_text(value: Any, path: str, max_bytes: int | None) -> Any:
+    """Worker thread, inside an entry: the compact JSON text of a value
+    plugin code returned (an export's or command's result, the state from
+    ``deactivate``), or :data:`_TOO_LARGE` if it is larger than
+    ``max_bytes``, refused before its text is built. Raises
+    JSONValueError, naming the path, for a value that is not JSON."""
+    try:
+        return jsonvalue.encode(value, path=path, max_bytes=max_bytes)
+    except jsonvalue.JSONTooLargeError:
+        return _TOO_LARGE
 
 
 class PythonRuntime(Runtime):
@@ -212,9 +233,7 @@ class LoadedPythonPlugin(LoadedPlugin):
         def body() -> Any:
             result = call()
             try:
-                return jsonvalue.encode(result, path="$result", max_bytes=max_bytes)
-            except jsonvalue.JSONTooLargeError:
-                return _TOO_LARGE
+                return _result_text(result, "$result", max_bytes)
             except jsonvalue.JSONValueError as exc:
                 raise TypeError(f"{what} returned a value that is not JSON: {exc}") from None
 
@@ -296,22 +315,32 @@ class LoadedPythonPlugin(LoadedPlugin):
         assert activate is not None
         await self._enter(lambda: activate(facade))
 
-    async def deactivate(self) -> None:
+    async def deactivate(self) -> Any:
         """Call ``deactivate(ctx)`` if the plugin has one, dispose everything
         in ``ctx.subscriptions`` newest first, then the gate's host-side
         registrations, all in one budgeted entry. Every disposer runs even
         if an earlier one failed; failures are logged and the first is
-        raised afterwards (with a count when there were several)."""
+        raised afterwards (with a count when there were several).
+
+        Returns what ``deactivate`` returned, as fresh JSON data (None for
+        nothing), when all of that succeeded. The value is checked and
+        converted to JSON text in the entry as soon as ``deactivate``
+        returns, so a disposer cannot change it; one that is not JSON or is
+        larger than MAX_STATE_BYTES is refused with a PluginError after the
+        disposers ran."""
         if self._ctx is None:
-            return
+            return None
         facade, gate = self._ctx, self._gate
         self._ctx = self._gate = None
         deactivate = self._deactivate_fn
         errors: list[PluginError] = []
 
-        def body() -> None:
+        def body() -> str | None:
+            state: str | None = None
             if deactivate is not None:
-                self._collect(errors, "deactivate", deactivate, facade)
+                returned = self._collect(errors, "deactivate", deactivate, facade)
+                if returned is not None:
+                    state = self._state_text(returned, errors)
             for disposable in reversed(subscriptions_of(facade)):
                 self._collect(errors, "a disposer", lambda d=disposable: d.dispose())
             release_subscriptions(facade)
@@ -321,9 +350,11 @@ class LoadedPythonPlugin(LoadedPlugin):
             except Exception as exc:  # host code: report, but keep going
                 _log.warning("dispose_all of plugin '%s' failed: %s", self.source.plugin_id, exc)
                 errors.append(PluginError(self.source.plugin_id, f"host clean-up failed: {exc}"))
+            return state
 
+        state: str | None = None
         try:
-            await self._enter(body)
+            state = await self._enter(body)
         except BudgetExceededError as exc:
             # The interrupt usually surfaced inside body already (and was
             # collected there): one timeout is one error.
@@ -333,6 +364,23 @@ class LoadedPythonPlugin(LoadedPlugin):
             errors.append(exc)
         if errors:
             raise combined_error(self.source.plugin_id, errors, "deactivate")
+        return None if state is None else jsonvalue.decode(state)
+
+    def _state_text(self, returned: Any, errors: list[PluginError]) -> str | None:
+        """Worker thread, inside the deactivate entry: the JSON text of the
+        state ``deactivate`` returned, or None with the refusal added to
+        ``errors``."""
+        try:
+            text = _result_text(returned, "$", MAX_STATE_BYTES)
+        except jsonvalue.JSONValueError as exc:
+            error = state_refused(self.source, str(exc))
+        else:
+            if text is not _TOO_LARGE:
+                return text
+            error = state_refused(self.source, None)
+        _log.warning("plugin '%s': %s", self.source.plugin_id, error.reason)
+        errors.append(error)
+        return None
 
     async def close(self) -> None:
         """Stop the worker thread (without waiting for a stuck one) and
@@ -470,15 +518,17 @@ class LoadedPythonPlugin(LoadedPlugin):
             return None, self._reporter_or_default().timeout(self._timeout_ms)
         return value, None
 
-    def _collect(self, errors: list[PluginError], what: str, fn: Callable[..., Any], *args: Any) -> None:
-        """Worker thread, inside an entry: call plugin code, translating and
-        logging a failure instead of raising it."""
+    def _collect(self, errors: list[PluginError], what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Worker thread, inside an entry: call plugin code and return what
+        it returned, translating and logging a failure (then returning
+        None) instead of raising it."""
         try:
-            fn(*args)
+            return fn(*args)
         except BaseException as exc:  # noqa: BLE001
             error = self._translate(exc)
             _log.warning("plugin '%s': %s failed: %s", self.source.plugin_id, what, error.reason)
             errors.append(error)
+            return None
 
     def _translate(self, exc: BaseException) -> PluginError:
         budget = self._sandbox.budget

@@ -3,6 +3,7 @@
 Same names as the JavaScript API::
 
     ctx.plugin.id / ctx.plugin.version
+    ctx.previous_state
     ctx.log.debug/info/warn/warning/error(message, fields=None)
     ctx.storage.get(key, default=None) / set(key, value) / delete(key) / keys(prefix="")
     ctx.settings.get(key) / all() / set(key, value)
@@ -353,7 +354,8 @@ class Subscriptions(Facade):
 class Context(Facade):
     """``ctx`` itself."""
 
-    __slots__ = ("_plugin", "_log", "_storage", "_settings", "_events", "_host", "_commands", "_subscriptions")
+    __slots__ = ("_plugin", "_log", "_storage", "_settings", "_events", "_host", "_commands", "_subscriptions",
+                 "_previous")
 
     def __init__(self, token: object, gate: Any, check_budget: Callable[[], Any],
                  remaining: Callable[[], float], handlers: HandlerTable) -> None:
@@ -368,11 +370,25 @@ class Context(Facade):
             _host=HostApi(_TOKEN, gate, call, remaining),
             _commands=Commands(_TOKEN, gate, call, handlers),
             _subscriptions=Subscriptions(_TOKEN),
+            # [JSON text] until plugin code first reads it, then [None, value]
+            _previous=[gate.previous_state_json],
         )
 
     @property
     def plugin(self) -> PluginInfo:
         return self._plugin
+
+    @property
+    def previous_state(self) -> Any:
+        """What the plugin's previous version returned from ``deactivate``
+        (hot reload), as plain JSON data of this activation's own (made from
+        the host's JSON text on first read, in the plugin's thread, and the
+        same object on every read after); None when there is none."""
+        previous = self._previous
+        if len(previous) == 1:
+            text = previous[0]
+            previous[:] = [None, None if text is None else json.loads(text)]  # the text is no longer needed
+        return previous[1]
 
     @property
     def log(self) -> Log:
