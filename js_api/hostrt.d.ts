@@ -391,6 +391,15 @@ export interface Context {
      * newest first. Every one is disposed even if an earlier one throws.
      */
     readonly subscriptions: Disposable[];
+    /**
+     * The state the plugin's previous version returned from `deactivate`
+     * when the host reloaded the plugin: a JSON value of this activation's
+     * own (the same object on every read), or `undefined` when there is
+     * none, as on a normal activation. It is kept in memory only; use
+     * {@link Storage} for what must survive a restart. Check its shape
+     * before use: an older version may have returned something else.
+     */
+    readonly previousState?: unknown;
 }
 
 /**
@@ -408,9 +417,17 @@ export interface PluginModule {
     /**
      * Called once when the host deactivates the plugin, before
      * `ctx.subscriptions` are disposed of. May be `async`.
+     *
+     * It may return state for the plugin's next version (a JSON value of
+     * at most 1 MiB as compact JSON, or a Promise of one), which the host
+     * hands over as {@link Context.previousState} when it reloads the
+     * plugin. The state is handed over only if `deactivate` and every
+     * disposer succeed; a value that is not JSON or too large fails the
+     * deactivation (the plugin is still deactivated).
      * @param ctx The same context `activate` received.
+     * @returns Nothing, or the state for the next version.
      */
-    deactivate?(ctx: Context): void | Promise<void>;
+    deactivate?(ctx: Context): void | JSONValue | Promise<void | JSONValue>;
 }
 
 // ---------------------------------------------------------------------------

@@ -62,6 +62,30 @@ exports.activate = async function activate(ctx) {
 """
 
 
+#: State handed from one version to the next across a reload.
+GOOD_STATE_PLUGIN = """\
+/** @typedef {{ count: number, items: string[] }} State */
+
+/** @type {State} */
+let state = { count: 0, items: [] };
+
+/** @param {import("hostrt").Context} ctx */
+exports.activate = function activate(ctx) {
+    const previous = ctx.previousState;
+    if (typeof previous === "object" && previous !== null && "count" in previous && "items" in previous) {
+        state = /** @type {State} */ (previous);
+    }
+    state.count += 1;
+};
+
+/** @type {import("hostrt").PluginModule["deactivate"]} */
+exports.deactivate = async function deactivate(ctx) {
+    await ctx.storage.set("count", state.count);
+    return state;
+};
+"""
+
+
 def tsc(config: Path) -> subprocess.CompletedProcess:
     if not TSC.exists():
         pytest.fail(f"{TSC.relative_to(ROOT)} is missing: run `make test`, which installs the JavaScript tooling")
@@ -96,7 +120,8 @@ def test_examples_type_check_against_the_declarations():
     assert BUNDLE not in checked, "the generated bundle must not be type-checked"
 
 
-@pytest.mark.parametrize("source", [GOOD_PLUGIN, GOOD_EVENTS_PLUGIN], ids=["storage", "events"])
+@pytest.mark.parametrize("source", [GOOD_PLUGIN, GOOD_EVENTS_PLUGIN, GOOD_STATE_PLUGIN],
+                         ids=["storage", "events", "state"])
 def test_a_correct_plugin_passes(tmp_path, source):
     result = check_one(tmp_path, source)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -112,6 +137,8 @@ def test_a_correct_plugin_passes(tmp_path, source):
         ("ctx.log.info('x', 'not an object');", "not assignable to parameter of type 'JSONObject'"),
         ("ctx.subscriptions.push({ close() {} });", "'close' does not exist in type 'Disposable'"),
         ("ctx.plugin.id = 'other';", "read-only property"),
+        ("ctx.previousState = { count: 1 };", "read-only property"),
+        ("ctx.previousState.count;", "'ctx.previousState' is of type 'unknown'"),
         ("await fetch('https://example.org/');", "Cannot find name 'fetch'"),
         ("new SharedArrayBuffer(8);", "Cannot find name 'SharedArrayBuffer'"),
         ("new FinalizationRegistry(() => {});", "Cannot find name 'FinalizationRegistry'"),
@@ -138,6 +165,22 @@ def test_misuse_of_the_api_fails_the_check(tmp_path, line, message):
     output = result.stdout + result.stderr
     assert result.returncode != 0, f"tsc accepted {line!r}:\n{output}"
     assert "plugin.js(6," in output, output  # names the file and the line of the misuse
+    assert message in output, output
+
+
+@pytest.mark.parametrize(
+    ("returned", "message"),
+    [
+        ("new Map()", "Type 'Map<any, any>' is not assignable to type"),
+        ("() => 1", "is not assignable to type"),
+    ],
+)
+def test_deactivate_must_return_json(tmp_path, returned, message):
+    source = (GOOD_PLUGIN + "\n/** @type {import(\"hostrt\").PluginModule[\"deactivate\"]} */\n"
+              f"exports.deactivate = async function deactivate(ctx) {{ return {returned}; }};\n")
+    result = check_one(tmp_path, source)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, f"tsc accepted deactivate returning {returned}:\n{output}"
     assert message in output, output
 
 
