@@ -5,7 +5,9 @@ request, activates them in dependency order, shows what each did, emits a
 host event, lets a plugin page through a host method, invokes plugin
 commands (one of which publishes an event others handle), restarts to show
 that storage and grants persist, shows a revoked grant blocking a plugin,
-and shuts down cleanly. Exits non-zero if anything is not as
+hot-reloads a watched copy of a plugin (a new version with its state handed
+over, a typo that leaves the running version serving, the fix), and shuts
+down cleanly. Exits non-zero if anything is not as
 expected, so the demo doubles as a smoke test.
 """
 
@@ -13,11 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 
-from hostrt import Host, PayloadError, PluginState
+from hostrt import Host, PayloadError, PluginState, ReloadOutcome, ReloadResult
+from hostrt.codeframe import code_frame
 
 PLUGINS = Path(__file__).parent / "plugins"
 APP_VERSION = "2.4.1"
@@ -54,9 +58,9 @@ def show_states(host: Host) -> None:
         print(f"  {name:<10} invalid: {record.error}")
 
 
-def build_host(db: Path) -> Host:
+def build_host(db: Path, plugins: Path = PLUGINS) -> Host:
     """The host with the event and the method this application offers."""
-    host = Host(PLUGINS, db)
+    host = Host(plugins, db)
     host.declare_event("app.started", description="The application finished starting.", schema={
         "type": "object",
         "properties": {"app": {"type": "string"}, "version": {"type": "string", "pattern": "^[0-9]+[.][0-9]+[.][0-9]+$"}},
@@ -117,6 +121,42 @@ async def events_and_commands(host: Host) -> list[str]:
     return failures
 
 
+async def hot_reload(db: Path, workdir: Path) -> list[str]:
+    """Watch a copy of the plugins folder and save new versions of hello-js."""
+    failures = []
+    print("\n== hot reload (a watched copy of the plugins folder)")
+    plugins = workdir / "plugins"
+    shutil.copytree(PLUGINS, plugins)
+    host = build_host(db, plugins)
+    await host.discover()
+    await host.activate_all()
+    await host.invoke("notes-py", "notes.add", {"text": "Try #hot reload"})
+    await host.events_idle()
+    results: asyncio.Queue[ReloadResult] = asyncio.Queue()
+    main_js = plugins / "hello-js" / "plugin.js"
+    original = main_js.read_text()
+
+    async def save(text: str, expected: ReloadOutcome) -> None:
+        main_js.write_text(text)
+        result = await asyncio.wait_for(results.get(), 10)
+        print(f"  {result.plugin_id}: {result.outcome}" + ("" if result.error else " (new version active)"))
+        if result.error is not None:
+            print(f"  {result.error.code}: {result.error.message}")
+            print("\n".join("    " + line for line in (code_frame(plugins, result.error) or "").splitlines()))
+        if result.outcome is not expected:
+            failures.append(f"a save of hello-js ended {result.outcome}, not {expected}")
+
+    async with host.watch(on_reload=results.put):
+        print("saving hello-js with a new greeting (deactivate hands its count to the new version):")
+        await save(original.replace("`hello, ${name}!`", "`hi again, ${name}!`"), ReloadOutcome.RELOADED)
+        print("saving hello-js with a typo (the running version keeps serving):")
+        await save(original.replace("let welcomed = 0;", "let welcomed = ;"), ReloadOutcome.KEPT)
+        print("saving the fix:")
+        await save(original, ReloadOutcome.RELOADED)
+    await host.close()
+    return failures
+
+
 async def main() -> int:
     setup_logging()
     failures: list[str] = []
@@ -158,6 +198,8 @@ async def main() -> int:
             print(f"  {entry.plugin_id or '-':<10} {entry.action:<14} {entry.detail}")
         print("\nshutting down:")
         await host.close()
+
+        failures += await hot_reload(db, Path(tmp))
 
     if failures:
         print(f"\ndemo FAILED: {failures}", file=sys.stderr)

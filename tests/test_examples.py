@@ -35,4 +35,11 @@ def test_demo_host_app_runs_to_completion():
     assert "[digest-py] info: new note 4: 'Plan the #launch party for the #release'" in out.stdout
     assert "[hello-js] info: welcome, note 4 from notes-py!  {'tags': 2}" in out.stdout
     assert "E_PAYLOAD: event 'app.started' from the host rejected at $.version" in out.stdout
+    # Hot reload: a new version with the count handed over, a typo kept out
+    # (with a frame of the code), the fix.
+    assert "[hello-js] info: hi again, world!" in out.stdout
+    assert out.stdout.count("[hello-js] info: reloaded: 1 notes welcomed so far") == 2
+    assert out.stdout.count("hello-js: reloaded (new version active)") == 2
+    assert "hello-js: kept\n  E_COMPILE: plugin 'hello-js': SyntaxError" in out.stdout
+    assert "> 30 | let welcomed = ;" in out.stdout
     assert "Traceback" not in out.stdout + out.stderr
