@@ -118,8 +118,7 @@ def test_an_edit_swaps_in_the_new_version_with_state_storage_settings_and_grants
     write(plugins_dir, "probe", language, "v1", capabilities=["storage"], settings=settings)
 
     async def main():
-        host = await host_with(plugins_dir, tmp_path / "host.db")
-        try:
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
             assert await version(host) == {"tag": "v1", "reloads": 0}
             host.store.kv_set("probe", "kept", '"yes"', quota_bytes=1000)
             host.set_setting("probe", "greeting", "hello")
@@ -140,8 +139,6 @@ def test_an_edit_swaps_in_the_new_version_with_state_storage_settings_and_grants
             assert host.grants.list("probe") == ["storage"]
             reloads = host.store.audit_log(plugin_id="probe", action="reload")
             assert [e.detail["outcome"] for e in reloads] == ["reloaded", "reloaded"]
-        finally:
-            await host.close()
 
     run(main())
 
@@ -151,8 +148,7 @@ def test_a_syntax_error_keeps_the_running_version_and_a_fix_recovers(language, p
     write(plugins_dir, "probe", language, "v1")
 
     async def main():
-        host = await host_with(plugins_dir, tmp_path / "host.db")
-        try:
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
             await version(host)
             source, line = SYNTAX_ERROR[language]
             write(plugins_dir, "probe", language, source=source)
@@ -167,8 +163,6 @@ def test_a_syntax_error_keeps_the_running_version_and_a_fix_recovers(language, p
             result = await host.reload("probe")
             assert result.outcome is ReloadOutcome.RELOADED
             assert await version(host) == {"tag": "v2", "reloads": 1}
-        finally:
-            await host.close()
 
     run(main())
 
@@ -178,8 +172,7 @@ def test_a_failing_activate_restores_the_previous_version_with_its_state(languag
     write(plugins_dir, "probe", language, "v1", capabilities=["storage"])
 
     async def main():
-        host = await host_with(plugins_dir, tmp_path / "host.db")
-        try:
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
             extra, line = FAILING_ACTIVATE[language]
             write(plugins_dir, "probe", language, "v2", extra=extra, capabilities=["storage"])
             result = await host.reload("probe")
@@ -192,8 +185,6 @@ def test_a_failing_activate_restores_the_previous_version_with_its_state(languag
             assert await version(host) == {"tag": "v1", "reloads": 1}
             assert host.plugins["probe"].version == "1.0.0"
             assert host.plugins["probe"].error is None
-        finally:
-            await host.close()
 
     run(main())
 
@@ -208,8 +199,7 @@ def test_when_neither_version_starts_the_plugin_fails_and_its_dependents_are_blo
           relationships={"requires": [{"id": "probe", "versionRange": "^1.0.0"}]})
 
     async def main():
-        host = await host_with(plugins_dir, tmp_path / "host.db")
-        try:
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
             assert host.plugins["user"].state is PluginState.ACTIVE
             new = ('ctx.storage.set("poisoned", True)\n'
                    '    raise RuntimeError("new version refuses to start")')
@@ -228,8 +218,6 @@ def test_when_neither_version_starts_the_plugin_fails_and_its_dependents_are_blo
             assert results["probe"].outcome is ReloadOutcome.STARTED
             assert results["user"].outcome is ReloadOutcome.STARTED
             assert await version(host, "user") == {"tag": "u1", "reloads": 0}
-        finally:
-            await host.close()
 
     run(main())
 
@@ -239,8 +227,7 @@ def test_a_top_level_error_or_a_bad_manifest_keeps_the_running_version(language,
     write(plugins_dir, "probe", language, "v1")
 
     async def main():
-        host = await host_with(plugins_dir, tmp_path / "host.db")
-        try:
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
             broken_top = {"python": 'x = 1\nraise ValueError("top level")\n',
                           "javascript": 'const x = 1;\nthrow new Error("top level");\n'}[language]
             write(plugins_dir, "probe", language, source=broken_top)
@@ -259,8 +246,6 @@ def test_a_top_level_error_or_a_bad_manifest_keeps_the_running_version(language,
             assert "$.version" in result.error.message and "plugin.json" in result.error.message
             assert await version(host) == {"tag": "v1", "reloads": 0}
             assert "probe" not in host.invalid  # the running version is what counts
-        finally:
-            await host.close()
 
     run(main())
 
@@ -270,8 +255,7 @@ def test_new_capabilities_are_never_gained_silently(plugins_dir, tmp_path):
     grabbing = 'ctx.storage.set("grabbed", True)'
 
     async def main():
-        host = await host_with(plugins_dir, tmp_path / "host.db")
-        try:
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
             write(plugins_dir, "probe", "python", "v2", extra=grabbing, capabilities=["storage"], version="1.1.0")
             result = await host.reload("probe")
             assert result.outcome is ReloadOutcome.KEPT and isinstance(result.error, CapabilityError)
@@ -287,8 +271,6 @@ def test_new_capabilities_are_never_gained_silently(plugins_dir, tmp_path):
             result = await host.reload("probe")
             assert result.outcome is ReloadOutcome.RELOADED
             assert stored(host, "grabbed") is True
-        finally:
-            await host.close()
 
     run(main())
 
@@ -297,8 +279,7 @@ def test_grant_requested_grants_and_reports_what_a_new_version_asks_for(plugins_
     write(plugins_dir, "probe", "python", "v1")
 
     async def main():
-        host = await host_with(plugins_dir, tmp_path / "host.db")
-        try:
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
             write(plugins_dir, "probe", "python", "v2", capabilities=["storage", "settings.read"])
             result = await host.reload("probe", grant_requested=True)
             assert result.outcome is ReloadOutcome.RELOADED
@@ -306,8 +287,6 @@ def test_grant_requested_grants_and_reports_what_a_new_version_asks_for(plugins_
             assert host.grants.list("probe") == ["settings.read", "storage"]
             audit = host.store.audit_log(plugin_id="probe", action="reload")[0]
             assert audit.detail["granted"] == ["storage", "settings.read"]
-        finally:
-            await host.close()
 
     run(main())
 
@@ -320,15 +299,12 @@ def test_without_require_all_grants_a_new_version_runs_but_its_ungranted_calls_f
                 '        STATE["refused"] = True')
 
     async def main():
-        host = await host_with(plugins_dir, tmp_path / "host.db", require_all_grants=False)
-        try:
+        async with await host_with(plugins_dir, tmp_path / "host.db", require_all_grants=False) as host:
             write(plugins_dir, "probe", "python", "v2", extra=grabbing, capabilities=["storage"])
             result = await host.reload("probe")
             assert result.outcome is ReloadOutcome.RELOADED
             assert host.grants.missing("probe") == ["storage"]
             assert stored(host, "grabbed") is None
-        finally:
-            await host.close()
 
     run(main())
 
@@ -351,8 +327,7 @@ def activate(ctx):
     (folder / "plugin.json").write_text(json.dumps(data))
 
     async def main():
-        host = await host_with(plugins_dir, tmp_path / "host.db")
-        try:
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
             heard = []
             host.on("probe.*", lambda event: heard.append((event.name, event.payload)))
             assert {c.name for c in host.commands()} == {"version", "old-only"}
@@ -367,8 +342,6 @@ def activate(ctx):
             assert await host.invoke("probe", "version") == "v2"
             assert host.bus.declaration("probe.stale") is None
             assert host.bus.declaration("probe.fresh").owner == "probe"
-        finally:
-            await host.close()
 
     run(main())
 
@@ -378,8 +351,7 @@ def test_removing_and_adding_folders(plugins_dir, tmp_path):
     write(plugins_dir, "user", "python", "u1", relationships={"requires": [{"id": "probe", "versionRange": "^1.0.0"}]})
 
     async def main():
-        host = await host_with(plugins_dir, tmp_path / "host.db")
-        try:
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
             host.store.kv_set("probe", "kept", "1", quota_bytes=1000)
             folder = plugins_dir / "probe"
             moved = tmp_path / "probe-away"
@@ -404,8 +376,6 @@ def test_removing_and_adding_folders(plugins_dir, tmp_path):
             assert host.plugins["extra"].state is PluginState.VALIDATED
             with pytest.raises(Exception):
                 await host.reload("nowhere")
-        finally:
-            await host.close()
 
     run(main())
 
@@ -415,8 +385,7 @@ def test_a_dependent_whose_range_the_new_version_leaves_is_blocked(plugins_dir, 
     write(plugins_dir, "user", "python", "u1", relationships={"requires": [{"id": "probe", "versionRange": "^1.0.0"}]})
 
     async def main():
-        host = await host_with(plugins_dir, tmp_path / "host.db")
-        try:
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
             write(plugins_dir, "probe", "python", "v2", version="1.5.0")
             await host.reload("probe")
             assert host.plugins["user"].state is PluginState.ACTIVE
@@ -426,8 +395,6 @@ def test_a_dependent_whose_range_the_new_version_leaves_is_blocked(plugins_dir, 
             user = host.plugins["user"]
             assert user.state is PluginState.BLOCKED and isinstance(user.error, DependencyError)
             assert "^1.0.0" in user.error.message and "2.0.0" in user.error.message
-        finally:
-            await host.close()
 
     run(main())
 
@@ -438,8 +405,7 @@ def test_stopped_plugins_are_only_refreshed_and_failed_ones_are_retried(plugins_
     write(plugins_dir, "broken", "python", source=source)
 
     async def main():
-        host = await host_with(plugins_dir, tmp_path / "host.db")
-        try:
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
             assert host.plugins["broken"].state is PluginState.FAILED
             await host.deactivate("probe")
             write(plugins_dir, "probe", "python", "v2", version="1.2.0")
@@ -450,7 +416,5 @@ def test_stopped_plugins_are_only_refreshed_and_failed_ones_are_retried(plugins_
             result = await host.reload("broken")
             assert result.outcome is ReloadOutcome.STARTED
             assert await version(host, "broken") == {"tag": "fixed", "reloads": 0}
-        finally:
-            await host.close()
 
     run(main())

@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from hostrt import Host, PluginCompileError, PluginState, ReloadOutcome, ReloadResult
+from hostrt import PluginCompileError, PluginState, ReloadOutcome, ReloadResult
 
 from test_hot_reload import LANGUAGES, MAIN, SYNTAX_ERROR, host_with, version, write
 
@@ -49,18 +48,13 @@ class Results:
         assert result.outcome is ReloadOutcome.STARTED, result
 
 
-async def watched(plugins: Path, db: Path, **policy: Any) -> tuple[Host, Results]:
-    host = await host_with(plugins, db, **policy)
-    return host, Results()
-
-
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_a_save_reloads_a_typo_keeps_the_old_version_and_a_fix_recovers(language, plugins_dir, tmp_path):
     write(plugins_dir, "probe", language, "v1")
 
     async def main():
-        host, results = await watched(plugins_dir, tmp_path / "host.db")
-        try:
+        results = Results()
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
             async with host.watch(debounce_s=0.05, on_reload=results):
                 write(plugins_dir, "probe", language, "v2")
                 result = await results.next("probe")
@@ -78,8 +72,6 @@ def test_a_save_reloads_a_typo_keeps_the_old_version_and_a_fix_recovers(language
                 result = await results.next("probe")
                 assert result.outcome is ReloadOutcome.RELOADED, result
                 assert await version(host) == {"tag": "v3", "reloads": 2}
-        finally:
-            await host.close()
 
     run(main())
 
@@ -89,8 +81,8 @@ def test_twenty_rapid_saves_end_with_the_last_one_active_after_few_reloads(langu
     write(plugins_dir, "probe", language, "v0")
 
     async def main():
-        host, results = await watched(plugins_dir, tmp_path / "host.db")
-        try:
+        results = Results()
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
             async with host.watch(debounce_s=0.05, on_reload=results):
                 for n in range(1, 21):
                     write(plugins_dir, "probe", language, f"v{n}")
@@ -100,8 +92,6 @@ def test_twenty_rapid_saves_end_with_the_last_one_active_after_few_reloads(langu
                 assert 1 <= len(reloads) <= 3, reloads
                 assert all(r.outcome is ReloadOutcome.RELOADED for r in reloads)
                 assert await version(host) == {"tag": "v20", "reloads": len(reloads)}
-        finally:
-            await host.close()
 
     run(main())
 
@@ -110,8 +100,8 @@ def test_removing_a_folder_deactivates_it_and_adding_one_activates_it(plugins_di
     write(plugins_dir, "probe", "python", "v1", capabilities=["storage"])
 
     async def main():
-        host, results = await watched(plugins_dir, tmp_path / "host.db")
-        try:
+        results = Results()
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
             async with host.watch(debounce_s=0.05, on_reload=results):
                 shutil.rmtree(plugins_dir / "probe")
                 result = await results.next("probe")
@@ -124,8 +114,6 @@ def test_removing_a_folder_deactivates_it_and_adding_one_activates_it(plugins_di
                 assert result.outcome is ReloadOutcome.STARTED, result
                 assert host.plugins["fresh-js"].state is PluginState.ACTIVE
                 assert await version(host, "fresh-js") == {"tag": "j1", "reloads": 0}
-        finally:
-            await host.close()
 
     run(main())
 
@@ -134,7 +122,7 @@ def test_a_failing_callback_does_not_stop_the_watch(plugins_dir, tmp_path):
     write(plugins_dir, "probe", "python", "v1")
 
     async def main():
-        host, results = await watched(plugins_dir, tmp_path / "host.db")
+        results = Results()
         calls = []
 
         def flaky(result: ReloadResult) -> None:
@@ -143,7 +131,7 @@ def test_a_failing_callback_does_not_stop_the_watch(plugins_dir, tmp_path):
                 raise RuntimeError("the host's callback is broken")
             results.queue.put_nowait(result)
 
-        try:
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
             async with host.watch(debounce_s=0.05, on_reload=flaky):
                 write(plugins_dir, "probe", "python", "v2")
                 await asyncio.wait_for(_until(lambda: calls == ["probe"]), ARRIVES_WITHIN_S)
@@ -151,8 +139,6 @@ def test_a_failing_callback_does_not_stop_the_watch(plugins_dir, tmp_path):
                 result = await results.next("probe")
                 assert result.outcome is ReloadOutcome.RELOADED
                 assert await version(host) == {"tag": "v3", "reloads": 2}
-        finally:
-            await host.close()
 
     run(main())
 
