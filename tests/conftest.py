@@ -133,3 +133,11 @@ def cyclic_values() -> list[tuple[Any, str]]:
     outer = {"x": [inner]}
     inner["back"] = outer
     return [(a, "$[0]"), (d, "$.self"), (outer, "$.x[0].back"), ([[[a]]], "$[0][0][0][0]")]
+
+
+@pytest.fixture
+def arena(tmp_path: Path) -> Any:
+    """A host with canaries planted, for hostile plugins (tests/adversarial/arena.py)."""
+    from adversarial.arena import Arena
+
+    return Arena(tmp_path)
