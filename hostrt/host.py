@@ -691,6 +691,15 @@ class Host:
                 problems.append(f"requires '{req.id}', which is {dep.state}")
         if problems:
             return DependencyError(f"plugin '{pid}' version {version} {'; '.join(problems)}")
+        # The running plugins must stay orderable: a version closing a cycle
+        # would be refused by activate, and stopping the plugins on it
+        # would never end (each waits for the other's dependents).
+        running = {p: r.manifest for p, r in self._records.items()
+                   if r.state is PluginState.ACTIVE and r.manifest is not None}
+        running[pid] = new
+        cycle = activation_order(running).blocked.get(pid)
+        if cycle is not None:
+            return DependencyError(f"plugin '{pid}' version {version} {cycle.message.removeprefix(f'plugin {pid!r} ')}")
         for other in self._records.values():
             if other.id != pid and other.state is PluginState.ACTIVE and other.manifest is not None \
                     and conflicts_between(new, other.manifest):

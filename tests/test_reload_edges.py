@@ -1,0 +1,406 @@
+"""Hot reload at its edges: dependency chains and cycles, bursts that change
+several folders, grants while a version waits, crashes around a swap,
+closing while reloads are under way, symlinked folders, odd manifests.
+
+Every plugin is real code in the real runtimes; the watch tests use the
+real watchdog observer. Nothing waits blindly: each test waits for a result
+or a state, with a timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import threading
+from typing import Any
+
+import pytest
+
+from hostrt import (
+    CapabilityError,
+    DependencyError,
+    GrantError,
+    HostrtError,
+    ManifestError,
+    PluginState,
+    ReloadOutcome,
+)
+
+from test_hot_reload import LANGUAGES, MAIN, host_with, version, write
+from test_watch import ARRIVES_WITHIN_S
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def requires(*ids: str, version_range: str = "^1.0.0") -> dict[str, Any]:
+    return {"requires": [{"id": pid, "versionRange": version_range} for pid in ids]}
+
+
+def states(host) -> dict[str, PluginState]:
+    return {pid: record.state for pid, record in host.plugins.items()}
+
+
+async def state_becomes(host, pid: str, state: PluginState) -> None:
+    """Wait (bounded) until ``pid`` is in ``state``, as a lifecycle listener hears it."""
+    reached = asyncio.Event()
+
+    def listener(record, error) -> None:
+        if record.id == pid and record.state is state:
+            reached.set()
+
+    remove = host.on_lifecycle(listener)
+    try:
+        if host.plugins[pid].state is not state:
+            await asyncio.wait_for(reached.wait(), ARRIVES_WITHIN_S)
+    finally:
+        remove()
+
+
+# -- dependencies -------------------------------------------------------------
+
+
+def test_a_save_that_closes_a_dependency_cycle_is_refused(plugins_dir, tmp_path):
+    write(plugins_dir, "aaa", "python", "a1", relationships=requires("bbb"))
+    write(plugins_dir, "bbb", "python", "b1")
+
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            assert states(host) == {"aaa": PluginState.ACTIVE, "bbb": PluginState.ACTIVE}
+            write(plugins_dir, "bbb", "python", "b2", relationships=requires("aaa"))
+            result = await host.reload("bbb")
+            assert result.outcome is ReloadOutcome.KEPT and isinstance(result.error, DependencyError)
+            assert "cycle" in result.error.message and "aaa" in result.error.message
+            assert await version(host, "bbb") == {"tag": "b1", "reloads": 0}
+            # with the cycle refused, stopping everything still works
+            await asyncio.wait_for(host.deactivate_all(), ARRIVES_WITHIN_S)
+            assert set(states(host).values()) == {PluginState.INACTIVE}
+
+    run(main())
+
+
+def test_a_longer_cycle_closed_by_a_save_is_refused_too(plugins_dir, tmp_path):
+    write(plugins_dir, "aaa", "python", "a1", relationships=requires("bbb"))
+    write(plugins_dir, "bbb", "python", "b1", relationships=requires("ccc"))
+    write(plugins_dir, "ccc", "python", "c1")
+
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            write(plugins_dir, "ccc", "python", "c2", relationships=requires("aaa"))
+            result = await host.reload("ccc")
+            assert result.outcome is ReloadOutcome.KEPT and isinstance(result.error, DependencyError)
+            assert "cycle" in result.error.message
+            assert all(f"{pid} -> " in result.error.message for pid in ("aaa", "bbb", "ccc"))
+            assert set(states(host).values()) == {PluginState.ACTIVE}
+
+    run(main())
+
+
+def test_a_burst_that_closes_a_cycle_between_new_folders_blocks_both_and_starts_nothing(plugins_dir, tmp_path):
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            write(plugins_dir, "aaa", "python", "a1", relationships=requires("bbb"))
+            write(plugins_dir, "bbb", "python", "b1", relationships=requires("aaa"))
+            results = await host.sync_folders(["aaa", "bbb"])
+            assert {r.plugin_id: r.outcome for r in results} == {"aaa": ReloadOutcome.FAILED,
+                                                                  "bbb": ReloadOutcome.FAILED}
+            assert states(host) == {"aaa": PluginState.BLOCKED, "bbb": PluginState.BLOCKED}
+            assert all("cycle" in host.plugins[p].error.message for p in ("aaa", "bbb"))
+
+    run(main())
+
+
+# -- grants while a new version waits -----------------------------------------
+
+
+def test_a_version_requesting_less_loses_the_dropped_capability_at_once(plugins_dir, tmp_path):
+    probe = """
+def activate(ctx):
+    def version(params):
+        try:
+            ctx.storage.set("written", "{tag}")
+            return "{tag} wrote"
+        except CapabilityError:
+            return "{tag} refused"
+    ctx.commands.register("version", version)
+"""
+    write(plugins_dir, "probe", "python", source=probe.format(tag="v1"), capabilities=["storage"])
+
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            assert await version(host) == "v1 wrote"
+            write(plugins_dir, "probe", "python", source=probe.format(tag="v2"))
+            assert (await host.reload("probe")).outcome is ReloadOutcome.RELOADED
+            assert await version(host) == "v2 refused"
+            assert json.loads(host.store.kv_get("probe", "written")) == "v1"
+            denied = host.store.audit_log(plugin_id="probe", action="denied")
+            assert denied and denied[0].detail["capability"] == "storage"
+            # the grant was kept and comes back with a version requesting it again
+            assert host.grants.list("probe") == ["storage"]
+            write(plugins_dir, "probe", "python", source=probe.format(tag="v3"), capabilities=["storage"])
+            assert (await host.reload("probe")).outcome is ReloadOutcome.RELOADED
+            assert await version(host) == "v3 wrote"
+
+    run(main())
+
+
+@pytest.mark.parametrize("require_all_grants", [True, False])
+def test_a_manifest_edit_widening_a_scope_gains_nothing(require_all_grants, plugins_dir, tmp_path):
+    emitter = """
+def activate(ctx):
+    def version(params):
+        out = {{}}
+        for name in ("probe.tick", "victim.secret"):
+            try:
+                ctx.events.emit(name, {{"from": "{tag}"}})
+                out[name] = "sent"
+            except CapabilityError:
+                out[name] = "refused"
+            except Exception:
+                out[name] = "failed"
+        return out
+    ctx.commands.register("version", version)
+"""
+    write(plugins_dir, "probe", "python", source=emitter.format(tag="v1"), events=[{"name": "probe.tick"}],
+          capabilities=["events.publish:probe.tick"])
+    write(plugins_dir, "victim", "python", "x1", events=[{"name": "victim.secret"}])
+
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db", require_all_grants=require_all_grants) as host:
+            heard = []
+            host.on("*", lambda event: heard.append((event.name, event.source)))
+            write(plugins_dir, "probe", "python", source=emitter.format(tag="v2"), events=[{"name": "probe.tick"}],
+                  capabilities=["events.publish:*", "storage"])
+            result = await host.reload("probe")
+            if require_all_grants:
+                assert result.outcome is ReloadOutcome.KEPT and isinstance(result.error, CapabilityError)
+                assert "events.publish:*" in result.error.message
+            else:
+                assert result.outcome is ReloadOutcome.RELOADED
+            sent = await version(host)
+            assert sent["probe.tick"] == "sent" and sent["victim.secret"] != "sent"
+            await host.events_idle()
+            assert ("victim.secret", "probe") not in heard
+            # the host cannot grant what no version requests, the wide scope
+            # only while a version waits for it
+            with pytest.raises(GrantError):
+                host.grants.grant("probe", "settings.write")
+            assert host.grants.list("probe") == ["events.publish:probe.tick"]
+
+    run(main())
+
+
+# -- crashes and calls around a swap -----------------------------------------
+
+#: A JavaScript plugin whose timer runs past the time limit after activate.
+RUNAWAY_TIMER = """
+exports.activate = (ctx) => {
+  ctx.subscriptions.push(ctx.commands.register("version", () => ({ tag: "runaway", reloads: 0 })));
+  setTimeout(() => { for (;;) {} }, 0);
+};
+"""
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_command_running_during_a_reload_finishes_on_the_old_version(language, plugins_dir, tmp_path):
+    slow = {
+        "python": """
+import time
+def activate(ctx):
+    def version(params):
+        ctx.storage.set("running", True)
+        end = time.monotonic() + 0.3
+        while time.monotonic() < end:
+            pass
+        return "{tag}"
+    ctx.commands.register("version", version)
+""",
+        "javascript": """
+exports.activate = (ctx) => {{
+  ctx.subscriptions.push(ctx.commands.register("version", async () => {{
+    await ctx.storage.set("running", true);
+    const end = Date.now() + 300;
+    while (Date.now() < end) {{}}
+    return "{tag}";
+  }}));
+}};
+""",
+    }[language]
+    write(plugins_dir, "probe", language, source=slow.format(tag="v1"), capabilities=["storage"])
+
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            call = asyncio.create_task(host.invoke("probe", "version"))
+            while host.store.kv_get("probe", "running") is None:  # the command is under way
+                await asyncio.wait_for(asyncio.sleep(0.005), ARRIVES_WITHIN_S)
+            write(plugins_dir, "probe", language, source=slow.format(tag="v2"), capabilities=["storage"])
+            result = await host.reload("probe")
+            assert result.outcome is ReloadOutcome.RELOADED
+            assert await asyncio.wait_for(call, ARRIVES_WITHIN_S) == "v1"
+            assert await version(host) == "v2"
+
+    run(main())
+
+
+def test_subscribers_hear_the_new_version_of_a_reloaded_publisher(plugins_dir, tmp_path):
+    publisher = """
+def activate(ctx):
+    ctx.commands.register("version", lambda params: ctx.events.emit("pub.tick", {{"v": "{tag}"}}))
+"""
+    subscriber = """
+exports.activate = (ctx) => {
+  const heard = [];
+  ctx.subscriptions.push(ctx.events.on("pub.tick", (p) => { heard.push(p.v); }));
+  ctx.subscriptions.push(ctx.commands.register("version", () => heard));
+};
+"""
+    pub = {"events": [{"name": "pub.tick"}], "capabilities": ["events.publish:pub.tick"]}
+    write(plugins_dir, "pub", "python", source=publisher.format(tag="1"), **pub)
+    write(plugins_dir, "sub", "javascript", source=subscriber, capabilities=["events.subscribe:pub.tick"])
+
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            await version(host, "pub")
+            write(plugins_dir, "pub", "python", source=publisher.format(tag="2"), **pub)
+            assert (await host.reload("pub")).outcome is ReloadOutcome.RELOADED
+            await version(host, "pub")
+            await host.events_idle()
+            assert await version(host, "sub") == ["1", "2"]
+
+    run(main())
+
+
+def test_a_new_version_may_change_its_runtime_and_main_and_a_failure_restores_the_old_runtime(plugins_dir, tmp_path):
+    write(plugins_dir, "probe", "python", "p1", capabilities=["storage"], events=[{"name": "probe.old"}])
+
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            write(plugins_dir, "probe", "javascript", "j2", capabilities=["storage"], version="2.0.0")
+            (plugins_dir / "probe" / "plugin.js").rename(plugins_dir / "probe" / "main.js")
+            data = json.loads((plugins_dir / "probe" / "plugin.json").read_text())
+            (plugins_dir / "probe" / "plugin.json").write_text(json.dumps({**data, "main": "main.js"}))
+            result = await host.reload("probe")
+            assert result.outcome is ReloadOutcome.RELOADED, result
+            assert await version(host) == {"tag": "j2", "reloads": 1}
+            assert host.plugins["probe"].manifest.runtime_name == "javascript"
+            assert host.bus.declaration("probe.old") is None
+
+            # back to Python, in a version whose activate fails: the
+            # JavaScript version, its manifest, commands and grants come back
+            extra = 'raise RuntimeError("no")'
+            write(plugins_dir, "probe", "python", "p3", extra=extra, version="3.0.0",
+                  capabilities=["settings.read"], events=[{"name": "probe.new"}])
+            result = await host.reload("probe", grant_requested=True)
+            assert result.outcome is ReloadOutcome.RESTORED and result.version == "2.0.0"
+            assert result.granted == ("settings.read",)
+            record = host.plugins["probe"]
+            assert (record.version, record.manifest.runtime_name, record.manifest.main) == ("2.0.0", "javascript",
+                                                                                            "main.js")
+            assert record.manifest.capabilities == ["storage"]
+            assert [str(c) for c in host.grants.effective("probe")] == ["storage"]
+            assert host.bus.declaration("probe.new") is None
+            assert [c.name for c in host.commands()] == ["version"]
+            assert await version(host) == {"tag": "j2", "reloads": 2}
+            audit = host.store.audit_log(plugin_id="probe", action="reload")[0].detail
+            assert (audit["outcome"], audit["version"], audit["previous"]) == ("restored", "2.0.0", "2.0.0")
+            assert audit["error"]["file"] == "probe/plugin.py"
+
+    run(main())
+
+
+# -- files that try to lead out of the folder ---------------------------------
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_main_swapped_for_a_symlink_out_of_the_folder_is_refused(language, plugins_dir, tmp_path):
+    write(plugins_dir, "probe", language, "v1")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    write(outside, "probe", language, "stolen")
+
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            target = plugins_dir / "probe" / MAIN[language]
+            target.unlink()
+            target.symlink_to(outside / "probe" / MAIN[language])
+            result = await host.reload("probe")
+            assert result.outcome is ReloadOutcome.KEPT and isinstance(result.error, HostrtError)
+            assert "outside" in result.error.message and str(outside) not in result.error.message
+            assert await version(host) == {"tag": "v1", "reloads": 0}
+
+    run(main())
+
+
+@pytest.mark.parametrize("content", [b"{" + b" " * (300 * 1024) + b"}", b'{"id": "\xff\xfe"}'],
+                         ids=["huge", "not-utf8"])
+def test_a_huge_or_undecodable_manifest_keeps_the_running_version(content, plugins_dir, tmp_path):
+    write(plugins_dir, "probe", "python", "v1")
+
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            (plugins_dir / "probe" / "plugin.json").write_bytes(content)
+            result = await host.reload("probe")
+            assert result.outcome is ReloadOutcome.KEPT and isinstance(result.error, ManifestError)
+            assert await version(host) == {"tag": "v1", "reloads": 0}
+
+    run(main())
+
+
+@pytest.mark.parametrize("how", ["failed", "blocked", "disabled", "invalid"])
+def test_a_folder_removed_while_its_plugin_does_not_run_is_forgotten(how, plugins_dir, tmp_path):
+    extra = 'raise RuntimeError("no")' if how == "failed" else ""
+    write(plugins_dir, "probe", "python", "v1", extra=extra,
+          **({"relationships": requires("nowhere")} if how == "blocked" else {}))
+
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            if how == "disabled":
+                await host.disable("probe")
+            if how == "invalid":
+                await host.deactivate("probe")
+                (plugins_dir / "probe" / "plugin.json").write_text("[]")
+                await host.reload("probe")
+                assert "probe" in host.invalid
+            else:
+                assert host.plugins["probe"].state is PluginState(how)
+            shutil.rmtree(plugins_dir / "probe")
+            results = await host.sync_folders(["probe"])
+            assert [(r.plugin_id, r.outcome) for r in results] == [("probe", ReloadOutcome.REMOVED)]
+            assert "probe" not in host.plugins and "probe" not in host.invalid
+            with pytest.raises(Exception):
+                await host.reload("probe")
+
+    run(main())
+
+
+# -- closing ------------------------------------------------------------------
+
+
+def watchdog_threads() -> set[threading.Thread]:
+    return {t for t in threading.enumerate() if type(t).__module__.startswith("watchdog")}
+
+
+def test_the_host_may_be_closed_from_an_on_reload_callback(plugins_dir, tmp_path):
+    write(plugins_dir, "probe", "python", "v1")
+
+    async def main():
+        closed = asyncio.Event()
+        host = await host_with(plugins_dir, tmp_path / "host.db")
+
+        async def close_on_reload(result) -> None:
+            await host.close()
+            closed.set()
+
+        async with host.watch(debounce_s=0.02, on_reload=close_on_reload):
+            write(plugins_dir, "probe", "python", "v2")
+            await asyncio.wait_for(closed.wait(), ARRIVES_WITHIN_S)
+        assert host.plugins["probe"].state is PluginState.INACTIVE
+
+    run(main())
+
+
+# -- the watch and symlinked plugin folders ------------------------------------
+
+
