@@ -723,6 +723,8 @@ class Host:
         available = {p: r.manifest for p, r in self._records.items() if r.manifest is not None}
         for other in self._dependents(pid):
             assert other.manifest is not None
+            if other.state is not PluginState.ACTIVE:
+                continue  # blocked already, as a dependent of an earlier one
             if why is not None:
                 reason = f"requires '{pid}', which {why}"
             else:
@@ -730,24 +732,34 @@ class Host:
                 if not problems:
                     continue
                 reason = "; ".join(problems)
+            # Its own dependents are blocked too (not merely deactivated),
+            # so that they start again with it.
+            await self._block_dependents(other.id, "is blocked")
             await self._deactivate(other.id)
             self._set(other, PluginState.BLOCKED, DependencyError(f"plugin '{other.id}' {reason}"))
 
     async def _retry_blocked(self) -> list[ReloadResult]:
-        """Start the plugins blocked by a dependency that now runs."""
-        results = []
-        for record in list(self._records.values()):
-            manifest = record.manifest
-            if record.state is not PluginState.BLOCKED or not isinstance(record.error, DependencyError) \
-                    or manifest is None or not manifest.relationships.requires:
-                continue
-            if all(self._records.get(r.id) is not None and self._records[r.id].state is PluginState.ACTIVE
-                   for r in manifest.relationships.requires):
+        """Start the plugins blocked by a dependency that now runs, and
+        then those blocked by them, until no more start."""
+        results: list[ReloadResult] = []
+        while True:
+            startable = [record for record in self._records.values() if self._unblocked(record)]
+            for record in startable:
                 started = time.perf_counter()
                 await self._activate(record.id, chain=())
                 if record.state is PluginState.ACTIVE:
                     results.append(self._result(record, ReloadOutcome.STARTED, started))
-        return results
+            if not any(record.state is PluginState.ACTIVE for record in startable):
+                return results
+
+    def _unblocked(self, record: PluginRecord) -> bool:
+        """Is ``record`` blocked by a dependency, every plugin it requires running now?"""
+        manifest = record.manifest
+        if record.state is not PluginState.BLOCKED or not isinstance(record.error, DependencyError) \
+                or manifest is None or not manifest.relationships.requires:
+            return False
+        return all(self._records.get(r.id) is not None and self._records[r.id].state is PluginState.ACTIVE
+                   for r in manifest.relationships.requires)
 
     def _result(self, record: PluginRecord, outcome: ReloadOutcome, started: float, *,
                 previous_version: str | None = None, error: HostrtError | None = None,

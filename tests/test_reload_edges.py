@@ -98,6 +98,33 @@ def test_a_longer_cycle_closed_by_a_save_is_refused_too(plugins_dir, tmp_path):
     run(main())
 
 
+def test_removing_the_root_of_a_chain_blocks_the_whole_chain_and_re_adding_it_restarts_it(plugins_dir, tmp_path):
+    # app requires mid requires base: "app" sorts (and is kept) before the
+    # plugin it needs, so restarting must follow the chain, not the names.
+    write(plugins_dir, "base", "python", "b1")
+    write(plugins_dir, "mid", "python", "m1", relationships=requires("base"))
+    write(plugins_dir, "app", "javascript", "a1", relationships=requires("mid"))
+
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            away = tmp_path / "base-away"
+            (plugins_dir / "base").rename(away)
+            results = {r.plugin_id: r for r in await host.sync_folders(["base"])}
+            assert results["base"].outcome is ReloadOutcome.REMOVED
+            assert states(host) == {"app": PluginState.BLOCKED, "mid": PluginState.BLOCKED}
+            assert isinstance(host.plugins["app"].error, DependencyError)
+            assert "'mid'" in host.plugins["app"].error.message
+
+            away.rename(plugins_dir / "base")
+            results = await host.sync_folders(["base"])
+            assert {(r.plugin_id, r.outcome) for r in results} == {
+                ("base", ReloadOutcome.STARTED), ("mid", ReloadOutcome.STARTED), ("app", ReloadOutcome.STARTED)}
+            assert set(states(host).values()) == {PluginState.ACTIVE}
+            assert await version(host, "app") == {"tag": "a1", "reloads": 0}
+
+    run(main())
+
+
 def test_a_burst_that_closes_a_cycle_between_new_folders_blocks_both_and_starts_nothing(plugins_dir, tmp_path):
     async def main():
         async with await host_with(plugins_dir, tmp_path / "host.db") as host:
