@@ -566,7 +566,12 @@
   class HostrtError extends ErrorCtor {
     constructor(message, code) {
       super(message);
-      this.code = code === undefined ? "E_HOSTRT" : code;
+      // Defined, not assigned: an accessor the plugin put on
+      // Object.prototype.code must not swallow (or throw on) the code, which
+      // would leave the refused call's promise unsettled.
+      ObjectDefineProperty(this, "code", {
+        value: code === undefined ? "E_HOSTRT" : code, writable: true, enumerable: true, configurable: true,
+      });
     }
     get name() { return "HostrtError"; }
   }
