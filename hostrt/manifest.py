@@ -16,6 +16,7 @@ manifest in one round instead of one error at a time.
 from __future__ import annotations
 
 import difflib
+import errno
 import importlib.metadata
 import json
 import math
@@ -947,6 +948,39 @@ def _resolve_inside(plugin_dir: Path, relative: str, file: str, where: str) -> P
     return target
 
 
+_SWAPPED = "no longer lies inside the plugin folder: it was replaced after it was checked"
+
+
+def _read_checked(plugin_dir: Path, path: Path, fail: Callable[[str], NoReturn]) -> bytes:
+    """Read at most ``MAX_MANIFEST_BYTES + 1`` bytes of the file
+    :func:`_resolve_inside` found at ``path``.
+
+    The folder belongs to the plugin's author, who can swap the file (or a
+    directory on its path) for a link to anywhere between that check and
+    this read. So the last component is opened without following a link,
+    and the real path of what was opened is checked again; ``O_NONBLOCK``
+    keeps a FIFO swapped in from hanging the host.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # what O_NOFOLLOW answers for a link
+            fail(f"{MANIFEST_FILE!r} {_SWAPPED}")
+        fail(f"cannot read {MANIFEST_FILE!r}: {exc.strerror or type(exc).__name__}")
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                fail(f"{MANIFEST_FILE!r} is not a regular file")
+            proc_link = f"/proc/self/fd/{fd}"
+            real = Path(os.path.realpath(proc_link if os.path.exists(proc_link) else path))
+            if not real.is_relative_to(plugin_dir.resolve()):
+                fail(f"{MANIFEST_FILE!r} {_SWAPPED}")
+            return handle.read(MAX_MANIFEST_BYTES + 1)
+        except OSError as exc:
+            fail(f"cannot read {MANIFEST_FILE!r}: {exc.strerror or type(exc).__name__}")
+
+
 def load_manifest(plugin_dir: Path) -> Manifest:
     """Read, parse and validate ``plugin_dir/plugin.json``.
 
@@ -962,16 +996,7 @@ def load_manifest(plugin_dir: Path) -> Manifest:
     def fail(message: str) -> NoReturn:
         raise ManifestError(file, [ManifestProblem("$", message)])
 
-    # O_NONBLOCK: if the file was swapped for a FIFO after the check, opening
-    # it must not hang the host.
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
-        with os.fdopen(fd, "rb") as handle:
-            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-                fail(f"{MANIFEST_FILE!r} is not a regular file")
-            raw = handle.read(MAX_MANIFEST_BYTES + 1)
-    except OSError as exc:
-        fail(f"cannot read {MANIFEST_FILE!r}: {exc.strerror or type(exc).__name__}")
+    raw = _read_checked(plugin_dir, path, fail)
     if len(raw) > MAX_MANIFEST_BYTES:
         fail(f"{MANIFEST_FILE!r} is larger than {MAX_MANIFEST_BYTES} bytes")
     try:
