@@ -753,13 +753,18 @@ class Host:
                 return results
 
     def _unblocked(self, record: PluginRecord) -> bool:
-        """Is ``record`` blocked by a dependency, every plugin it requires running now?"""
+        """Is ``record`` blocked by a dependency, every plugin it requires
+        running now, in a version it accepts? (One it does not accept would
+        only be blocked again, with a lifecycle change for every save of
+        any plugin.)"""
         manifest = record.manifest
         if record.state is not PluginState.BLOCKED or not isinstance(record.error, DependencyError) \
                 or manifest is None or not manifest.relationships.requires:
             return False
-        return all(self._records.get(r.id) is not None and self._records[r.id].state is PluginState.ACTIVE
-                   for r in manifest.relationships.requires)
+        running = {p: r.manifest for p, r in self._records.items()
+                   if r.state is PluginState.ACTIVE and r.manifest is not None}
+        return all(r.id in running for r in manifest.relationships.requires) \
+            and not requirement_problems(manifest, running)
 
     def _result(self, record: PluginRecord, outcome: ReloadOutcome, started: float, *,
                 previous_version: str | None = None, error: HostrtError | None = None,

@@ -125,6 +125,24 @@ def test_removing_the_root_of_a_chain_blocks_the_whole_chain_and_re_adding_it_re
     run(main())
 
 
+def test_a_plugin_blocked_for_good_is_not_tried_again_on_every_unrelated_save(plugins_dir, tmp_path):
+    write(plugins_dir, "lib", "python", "l1", version="2.0.0")
+    write(plugins_dir, "app", "python", "a1", relationships=requires("lib"))
+    write(plugins_dir, "other", "python", "o1")
+
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            assert host.plugins["app"].state is PluginState.BLOCKED
+            before = host.store.audit_log(plugin_id="app", action="lifecycle")
+            write(plugins_dir, "other", "python", "o2")
+            results = await host.sync_folders(["other"])
+            assert [r.plugin_id for r in results] == ["other"]
+            assert host.store.audit_log(plugin_id="app", action="lifecycle") == before
+            assert "^1.0.0" in host.plugins["app"].error.message
+
+    run(main())
+
+
 def test_a_burst_that_closes_a_cycle_between_new_folders_blocks_both_and_starts_nothing(plugins_dir, tmp_path):
     async def main():
         async with await host_with(plugins_dir, tmp_path / "host.db") as host:
