@@ -101,6 +101,28 @@ def default_runtimes() -> list[Runtime]:
     return [PythonRuntime(), JavaScriptRuntime()]
 
 
+def _requirements_first(fresh: Mapping[str, PluginRecord | None]) -> list[str]:
+    """The folder names of one burst of changes, each after the folders of
+    the burst its new manifest requires (by name otherwise, and on a
+    cycle): a plugin and a dependent saved together must not be judged
+    against the version of the plugin that is being replaced."""
+    order: list[str] = []
+
+    def visit(name: str, path: frozenset[str]) -> None:
+        if name in order or name in path:
+            return
+        record = fresh[name]
+        if record is not None and record.manifest is not None:
+            for req in record.manifest.relationships.requires:
+                if req.id in fresh:  # folder name and id are the same
+                    visit(req.id, path | {name})
+        order.append(name)
+
+    for name in sorted(fresh):
+        visit(name, frozenset())
+    return order
+
+
 class Host:
     """Discovers, validates, activates and deactivates the plugins in one folder.
 
@@ -566,11 +588,12 @@ class Host:
         if not self.plugins_dir.is_dir():
             raise HostrtError(f"plugins folder '{self.plugins_dir}' does not exist")
         disabled = set(self.store.disabled_plugins())
+        # Only direct sub-folders are plugin folders.
+        names = {name for name in folders if name and not name.startswith(".") and Path(name).name == name}
+        fresh = {name: self._read_folder(self.plugins_dir / name, disabled) for name in names}
         results: list[ReloadResult] = []
-        for name in sorted(set(folders)):
-            if not name or name.startswith(".") or Path(name).name != name:
-                continue  # only direct sub-folders are plugin folders
-            result = await self._sync_folder(name, disabled, start_new, grant_requested)
+        for name in _requirements_first(fresh):
+            result = await self._sync_folder(name, fresh[name], start_new, grant_requested)
             if result is not None:
                 results.append(result)
         results.extend(await self._retry_blocked())
@@ -578,11 +601,12 @@ class Host:
             self._report(result)
         return results
 
-    async def _sync_folder(self, name: str, disabled: set[str], start_new: bool,
+    async def _sync_folder(self, name: str, fresh: PluginRecord | None, start_new: bool,
                            grant_requested: bool) -> ReloadResult | None:
+        """Bring the plugin of folder ``name`` to ``fresh``, the folder as
+        read from disk (None: no plugin folder any more)."""
         started = time.perf_counter()
         record = self._records.get(name) or self._invalid.get(name)
-        fresh = self._read_folder(self.plugins_dir / name, disabled)
         if fresh is None:
             if record is None:
                 return None

@@ -143,6 +143,45 @@ def test_a_plugin_blocked_for_good_is_not_tried_again_on_every_unrelated_save(pl
     run(main())
 
 
+@pytest.mark.parametrize("dependent", ["app", "zed"])
+def test_one_burst_changing_a_plugin_and_its_dependent_runs_both_new_versions(dependent, plugins_dir, tmp_path):
+    # "app" sorts before "lib", "zed" after it: the outcome must not depend on names.
+    write(plugins_dir, "lib", "python", "l1")
+    write(plugins_dir, dependent, "python", "d1", relationships=requires("lib"))
+
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            write(plugins_dir, "lib", "python", "l2", version="2.0.0")
+            write(plugins_dir, dependent, "python", "d2", version="1.1.0",
+                  relationships=requires("lib", version_range="^2.0.0"))
+            results = await host.sync_folders(["lib", dependent])
+            assert states(host) == {"lib": PluginState.ACTIVE, dependent: PluginState.ACTIVE}
+            assert (await version(host, "lib"))["tag"] == "l2"
+            assert (await version(host, dependent))["tag"] == "d2"
+            assert host.plugins[dependent].version == "1.1.0"
+            assert all(r.error is None for r in results), results
+
+    run(main())
+
+
+@pytest.mark.parametrize("dependent", ["app", "zed"])
+def test_new_folders_in_one_burst_start_in_dependency_order_with_one_result_each(dependent, plugins_dir, tmp_path):
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            write(plugins_dir, "lib", "javascript", "l1")
+            write(plugins_dir, dependent, "python", "d1", relationships=requires("lib"))
+            results = await host.sync_folders(["lib", dependent])
+            assert sorted((r.plugin_id, r.outcome) for r in results) == sorted(
+                [("lib", ReloadOutcome.STARTED), (dependent, ReloadOutcome.STARTED)])
+            assert [e.detail["state"] for e in host.store.audit_log(plugin_id=dependent, action="lifecycle")] \
+                == ["active"]
+            # a reload of one of them by id reports that plugin's own result
+            write(plugins_dir, dependent, "python", "d2")
+            assert (await host.reload(dependent)).outcome is ReloadOutcome.RELOADED
+
+    run(main())
+
+
 def test_a_burst_that_closes_a_cycle_between_new_folders_blocks_both_and_starts_nothing(plugins_dir, tmp_path):
     async def main():
         async with await host_with(plugins_dir, tmp_path / "host.db") as host:
