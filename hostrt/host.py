@@ -219,6 +219,9 @@ class Host:
         self._records = found
         self._invalid = invalid
         self._requests_cache.clear()
+        # Only a running plugin has a new version waiting for grants.
+        for pid in [pid for pid in self._pending if pid not in found or found[pid].state not in RUNNING]:
+            del self._pending[pid]
         for pid, record in found.items():
             log.debug("discovered %s %s (%s)", pid, record.version, record.state)
 
@@ -648,6 +651,9 @@ class Host:
             return self._result(record, ReloadOutcome.KEPT, started, previous_version=old_version,
                                 error=error, granted=granted)
 
+        # Whatever version waited for grants is replaced by this one: what
+        # it requested may no longer be granted unless this one requests it.
+        self._pending.pop(pid, None)
         if new is None:
             return kept(fresh.error)
         requested = tuple(parse_capability(c) for c in new.capabilities)
@@ -659,7 +665,6 @@ class Host:
                 # this version waits for its grants, they may be given.
                 self._pending[pid] = requested
             return kept(refusal, granted)
-        self._pending.pop(pid, None)
         try:
             loaded = await self._load(fresh.folder, new, self._runtimes[new.runtime_name])
         except Exception as exc:

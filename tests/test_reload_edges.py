@@ -199,6 +199,49 @@ def test_a_burst_that_closes_a_cycle_between_new_folders_blocks_both_and_starts_
 # -- grants while a new version waits -----------------------------------------
 
 
+def test_a_grant_is_refused_once_no_version_on_disk_requests_it(plugins_dir, tmp_path):
+    write(plugins_dir, "probe", "python", "v1")
+
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            def grantable() -> bool:
+                try:
+                    host.grants.grant("probe", "storage")
+                except GrantError:
+                    return False
+                host.grants.revoke("probe", "storage")
+                return True
+
+            waiting = {"capabilities": ["storage"], "version": "1.1.0"}
+            # a version waiting for "storage": it may be granted
+            write(plugins_dir, "probe", "python", "v2", **waiting)
+            assert isinstance((await host.reload("probe")).error, CapabilityError)
+            assert grantable()
+            # the next save breaks the manifest: that version no longer waits
+            (plugins_dir / "probe" / "plugin.json").write_text("{")
+            assert isinstance((await host.reload("probe")).error, ManifestError)
+            assert not grantable()
+            # again, then a save refused for a missing dependency (requesting nothing)
+            write(plugins_dir, "probe", "python", "v2", **waiting)
+            await host.reload("probe")
+            write(plugins_dir, "probe", "python", "v3", relationships=requires("nowhere"))
+            assert isinstance((await host.reload("probe")).error, DependencyError)
+            assert not grantable()
+            # again, then the folder goes away while inactive and a stranger takes the id
+            write(plugins_dir, "probe", "python", "v2", **waiting)
+            await host.reload("probe")
+            await host.deactivate("probe")
+            shutil.rmtree(plugins_dir / "probe")
+            await host.discover()
+            write(plugins_dir, "probe", "python", "stranger")
+            await host.discover()
+            assert not grantable()
+            assert host.grants.list("probe") == []
+            assert host.plugins["probe"].state is PluginState.VALIDATED
+
+    run(main())
+
+
 def test_a_version_requesting_less_loses_the_dropped_capability_at_once(plugins_dir, tmp_path):
     probe = """
 def activate(ctx):
