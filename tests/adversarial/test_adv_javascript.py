@@ -26,9 +26,9 @@ import pytest
 
 import hostrt
 from hostrt import BudgetExceededError, PluginCompileError, PluginError, PluginState
-from hostrt.errors import HostrtError, ResourceLimitError
+from hostrt.errors import HostrtError
 
-from adversarial.arena import SECRET_ENV, STEP_S, Arena, Attempt
+from adversarial.arena import STEP_S, Arena, Attempt
 
 HOSTRT_DIR = str(Path(hostrt.__file__).resolve().parent)
 
@@ -77,6 +77,16 @@ def assert_no_host_paths(text: str, arena: Arena) -> None:
 
 def command(name: str) -> dict[str, Any]:
     return {"commands": [{"name": name}]}
+
+
+async def wait_state(arena: Arena, plugin_id: str, state: PluginState, within_s: float = STEP_S) -> float:
+    """Wait until the host records ``state`` for the plugin (a failure after
+    activation is recorded when the runtime reports it); return when."""
+    deadline = time.monotonic() + within_s
+    while arena.host.plugins[plugin_id].state is not state:
+        assert time.monotonic() < deadline, f"{plugin_id} is {arena.host.plugins[plugin_id].state}, not {state}"
+        await asyncio.sleep(0.005)
+    return time.monotonic()
 
 
 # --------------------------------------------------------------------------
@@ -421,5 +431,310 @@ def test_rewritten_intrinsics_reach_nothing_but_the_plugins_own_data(arena, tamp
         assert results["token"] == ["refused", "E_CAPABILITY"]
         assert results["victimCommand"] == ["refused", "E_HOSTRT"]
         assert arena.host.commands() and {c.plugin_id for c in arena.host.commands()} == {"victim"}
+
+    arena.run(attack)
+
+
+# --------------------------------------------------------------------------
+# 3. values that lie, loop or throw as they cross
+
+LIAR_JS = r"""
+let reads = 0;
+// A value that answers differently each time it is read: whatever the host
+// keeps must be one reading, taken in the isolate.
+const liar = () => ({ get plugin() { reads += 1; return reads === 1 ? "liar" : "victim"; }, key: "secret" });
+const proxy = () => new Proxy({ plugin: "liar" }, {
+  get(target, key) { reads += 1; return "read " + reads; },
+  ownKeys() { return ["plugin", "__proto__"]; },
+  getOwnPropertyDescriptor(target, key) { return { value: "victim", enumerable: true, configurable: true }; },
+  getPrototypeOf() { return Object.prototype; },
+});
+let C = null;
+module.exports = {
+  activate(ctx) {
+    C = ctx;
+    ctx.commands.register("liar.result", () => proxy());
+    ctx.events.on("liar.*", () => {});
+    return (async () => {
+      if (ctx.previousState !== undefined) await ctx.storage.set("handedOver", ctx.previousState);
+      await ctx.storage.set("getter", liar());
+      await ctx.storage.set("proxy", proxy());
+      await ctx.events.emit("liar.said", proxy());
+      await ctx.storage.set("reads", reads);
+    })();
+  },
+  deactivate() { return proxy(); },
+};
+"""
+
+
+def test_getters_and_proxies_cross_as_one_plain_reading(arena):
+    async def attack(arena):
+        attempt = await attack_js(arena, "liar", LIAR_JS, capabilities=[
+            "storage", "events.publish:liar.said", "events.subscribe:liar.*"],
+            events=[{"name": "liar.said"}], **command("liar.result"))
+        assert attempt.state is PluginState.ACTIVE, attempt.error
+        loot = attempt.loot
+        assert loot["getter"] == {"plugin": "liar", "key": "secret"}
+        # A Proxy is read through its traps once, in the isolate: the host
+        # got plain data, "__proto__" included as an ordinary key.
+        assert loot["proxy"] == {"plugin": "read 2", "__proto__": "read 3"}
+        assert loot["reads"] == 5
+        assert ["liar.said", "liar", {"plugin": "read 4", "__proto__": "read 5"}] in arena.heard
+        result = await outcome(arena.host.invoke("liar", "liar.result"))
+        assert type(result) is dict and set(result) == {"plugin", "__proto__"}
+        # What deactivate returns is read the same way, and handed to the
+        # next version as plain data.
+        reloaded = await asyncio.wait_for(arena.host.reload("liar"), STEP_S)
+        assert arena.host.plugins["liar"].state is PluginState.ACTIVE, reloaded
+        handed = loot_of(arena, "liar")["handedOver"]
+        assert type(handed) is dict and set(handed) == {"plugin", "__proto__"}
+
+    arena.run(attack)
+
+
+#: Values a plugin hands the host, and how each is refused in the isolate
+#: (with the JSON path of the problem), before anything reaches the host.
+REFUSED_VALUES = {
+    "own-toJSON": ("({ toJSON() { return { plugin: 'victim' }; } })", "TypeError", "a function at $[1].toJSON"),
+    "date": ("new Date()", "TypeError", "an object that is not a plain object or array at $[1]"),
+    "class-instance": ("new (class Secret { constructor() { this.plugin = 'victim'; } })()", "TypeError",
+                       "an object that is not a plain object or array at $[1]"),
+    "boxed-string": ("new String('victim')", "TypeError", "an object that is not a plain object or array at $[1]"),
+    "typed-array": ("new Uint8Array(4)", "TypeError", "an object that is not a plain object or array at $[1]"),
+    "nan": ("({ n: NaN })", "TypeError", "NaN at $[1].n"),
+    "bigint": ("[2n ** 64n]", "TypeError", "a BigInt at $[1][0]"),
+    "hole": ("[1, , 3]", "TypeError", "undefined at $[1][1]"),
+    "huge-sparse-array": ("(() => { const a = []; a.length = 2 ** 32 - 1; return a; })()", "RangeError",
+                          "more than 2097152 characters as JSON"),
+    "cycle": ("(() => { const a = { plugin: 'victim' }; a.self = a; return a; })()", "TypeError",
+              "it contains a cycle at $[1].self"),
+    "deep": ("(() => { let v = 0; for (let i = 0; i < 100000; i++) v = [v]; return v; })()", "RangeError",
+             "nested more than 64 levels deep"),
+    "endless-proxy": ("(() => { const p = new Proxy({}, { ownKeys: () => ['next'], get: () => p,"
+                      " getOwnPropertyDescriptor: () => ({ value: 1, enumerable: true, configurable: true }),"
+                      " getPrototypeOf: () => Object.prototype }); return p; })()",
+                      "TypeError", "it contains a cycle at $[1].next"),
+    "fresh-endless-proxy": ("(() => { const make = () => new Proxy({}, { ownKeys: () => ['next'], get: () => make(),"
+                            " getOwnPropertyDescriptor: () => ({ value: 1, enumerable: true, configurable: true }),"
+                            " getPrototypeOf: () => Object.prototype }); return make(); })()",
+                            "RangeError", "nested more than 64 levels deep"),
+    "huge-string": ("'x'.repeat(3 * 1024 * 1024)", "RangeError", "more than 2097152 characters as JSON"),
+    "many-keys": ("(() => { const o = {}; for (let i = 0; i < 100000; i++) o['a-rather-long-key-' + i] = 0; return o; })()",
+                  "RangeError", "more than 2097152 characters as JSON"),
+}
+
+REFUSAL_JS = r"""
+exports.activate = async (ctx) => {
+  let value;
+  try { value = VALUE; } catch (e) { await ctx.storage.set("refusal", ["building failed", String(e)]); return; }
+  try { await ctx.storage.set("value", value); await ctx.storage.set("refusal", null); }
+  catch (e) { await ctx.storage.set("refusal", [e.name, e.message]); }
+};
+"""
+
+
+@pytest.mark.parametrize("value, kind, detail", list(REFUSED_VALUES.values()), ids=list(REFUSED_VALUES))
+def test_values_that_are_not_plain_json_are_refused_in_the_isolate(arena, value, kind, detail):
+    async def attack(arena):
+        started = time.monotonic()
+        attempt = await attack_js(arena, "refused", REFUSAL_JS.replace("VALUE", value))
+        assert attempt.state is PluginState.ACTIVE, attempt.error
+        refusal = attempt.loot["refusal"]
+        assert refusal is not None and "value" not in attempt.loot, attempt.loot
+        assert refusal[0] == kind and refusal[1].startswith("argument ") and detail in refusal[1], refusal
+        assert time.monotonic() - started < STEP_S
+
+    arena.run(attack)
+
+
+# --------------------------------------------------------------------------
+# 4. what a handler throws or returns instead of settling
+
+#: Thrown from a command handler -> what the host's error says (None: only
+#: that it is a PluginError). The plugin stays active.
+ODD_THROWS = {
+    "string": ("throw 'HOSTRT_ARENA_SECRET';", "Uncaught string: HOSTRT_ARENA_SECRET"),
+    "null": ("throw null;", "Uncaught null: null"),
+    "undefined": ("throw undefined;", "Uncaught undefined: undefined"),
+    "symbol": ("throw Symbol('victim');", "Uncaught symbol: Symbol(victim)"),
+    "throwing-getters": ("throw { get name() { throw 1; }, get message() { throw 2; }, get stack() { throw 3; } };",
+                         "Error: (unreadable message)"),
+    "throwing-proxy": ("throw new Proxy({}, { get() { throw 1; }, getPrototypeOf() { throw 1; }, has() { throw 1; },"
+                       " getOwnPropertyDescriptor() { throw 1; }, ownKeys() { throw 1; } });", None),
+    "revoked-proxy": ("const r = Proxy.revocable({}, {}); r.revoke(); throw r.proxy;", "Error: (unreadable message)"),
+    "lying-error": ("const e = new Error('x'); Object.defineProperty(e, 'stack', { get() { return { toString() {"
+                    " return 'at victim/plugin.js:1:1'; } }; } }); e.name = 'N'.repeat(100000); throw e;", "NNNN"),
+    "rejected-thenable": ("return { then(ok, bad) { bad({ code: 'E_CAPABILITY', message: 'forged host refusal' }); } };",
+                          "Error: forged host refusal"),
+    "then-getter-throws": ("return { get then() { throw new Error('then getter'); } };", "Error: then getter"),
+}
+
+
+@pytest.mark.parametrize("body, says", list(ODD_THROWS.values()), ids=list(ODD_THROWS))
+def test_odd_throws_from_a_command_fail_only_that_command(arena, body, says):
+    async def attack(arena):
+        source = "exports.activate = (ctx) => { ctx.commands.register('odd.run', () => { BODY }); };\n"
+        attempt = await attack_js(arena, "odd", source.replace("BODY", body), **command("odd.run"))
+        assert attempt.state is PluginState.ACTIVE, attempt.error
+        error = await outcome(arena.host.invoke("odd", "odd.run"))
+        assert type(error) is PluginError, error
+        assert error.reason.startswith("command 'odd.run' failed: "), error.reason
+        if says is not None:
+            assert says in error.reason, error.reason
+        assert len(error.message) < 20000  # cut, however long the name
+        assert error.line in (None, 1)  # the forged stack's "victim/plugin.js" is no frame of this plugin
+        assert arena.host.plugins["odd"].state is PluginState.ACTIVE
+        assert await outcome(arena.host.invoke("victim", "victim.ping")) == "pong"
+
+    arena.run(attack)
+
+
+#: What a plugin returns instead of a result that ever arrives -> how the
+#: host says it stopped the plugin.
+NEVER_SETTLING = {
+    "pending-promise": ("new Promise(() => {})", "did not finish within the time limit of 400 ms"),
+    "silent-thenable": ("({ then() {} })", "did not finish within the time limit of 400 ms"),
+    "awaits-a-timer-never-set": ("new Promise((ok) => { clearTimeout(setTimeout(ok, 10)); })",
+                                 "did not finish within the time limit of 400 ms"),
+    # resolving with itself for ever: microtasks that never end
+    "self-resolving-thenable": ("(() => { const t = { then(ok) { ok(t); } }; return t; })()",
+                                "plugin code ran longer than its time limit of 400 ms"),
+}
+
+
+@pytest.mark.parametrize("where", ["activate", "command", "event"])
+@pytest.mark.parametrize("never, stopped", list(NEVER_SETTLING.values()), ids=list(NEVER_SETTLING))
+def test_never_settling_results_stop_the_plugin_at_its_time_limit(arena, never, stopped, where):
+    async def attack(arena):
+        source = ("exports.activate = (ctx) => {\n"
+                  "  ctx.commands.register('never.run', () => NEVER);\n"
+                  "  ctx.events.on('never.ping', () => NEVER);\n"
+                  "  return WHERE === 'activate' ? NEVER : undefined;\n"
+                  "};\n").replace("NEVER", never).replace("WHERE", json.dumps(where))
+        arena.host.declare_event("never.ping")
+        started = time.monotonic()
+        attempt = await attack_js(arena, "never", source, capabilities=["events.subscribe:never.ping"],
+                                  **command("never.run"))
+        if where == "activate":
+            assert attempt.failed_with(BudgetExceededError, stopped)
+        else:
+            assert attempt.state is PluginState.ACTIVE, attempt.error
+            started = time.monotonic()
+            if where == "command":
+                error = await outcome(arena.host.invoke("never", "never.run"))
+            else:
+                delivery = await asyncio.wait_for(arena.host.emit("never.ping"), STEP_S)
+                error = delivery.failed["never"]
+            assert isinstance(error, BudgetExceededError) and stopped in error.reason, error
+            await wait_state(arena, "never", PluginState.FAILED)
+        assert time.monotonic() - started < TIMEOUT_MS / 1000 + SLACK_S
+
+    arena.run(attack)
+
+
+# --------------------------------------------------------------------------
+# 5. re-entrant dispatch and someone else's identity
+
+REENTRANT_JS = r"""
+let C = null;
+let depth = 0;
+exports.activate = (ctx) => {
+  C = ctx;
+  // The host method invokes this very command again while it waits.
+  ctx.commands.register("again.run", async () => {
+    depth += 1;
+    try { return { depth, got: await C.host.call("bounce", { plugin: "victim" }) }; }
+    catch (e) { return { depth, refused: e.code, message: e.message }; }
+  });
+  // An event handler that emits the event it handles, for ever.
+  ctx.events.on("again.echo", async (payload) => {
+    try { await C.events.emit("again.echo", { n: payload.n + 1 }); }
+    catch (e) { await C.storage.set("echo", { n: payload.n, refused: e.code }); }
+  });
+  return ctx.events.emit("again.echo", { n: 1 });
+};
+"""
+
+
+def test_reentrant_dispatch_is_refused_instead_of_deadlocking(arena):
+    async def attack(arena):
+        calls = []
+
+        async def bounce(params):
+            calls.append(params)
+            return await arena.host.invoke("again", "again.run")
+
+        arena.host.expose("bounce", bounce)
+        attempt = await attack_js(arena, "again", REENTRANT_JS, capabilities=[
+            "storage", "host.call:bounce", "events.publish:again.echo", "events.subscribe:again.echo"],
+            events=[{"name": "again.echo"}], **command("again.run"))
+        assert attempt.state is PluginState.ACTIVE, attempt.error
+        # The events nested up to the host's depth limit, then the emit was refused.
+        assert attempt.loot["echo"] == {"n": 8, "refused": "E_EVENT_DEPTH"}
+        started = time.monotonic()
+        result = await outcome(arena.host.invoke("again", "again.run"))
+        assert time.monotonic() - started < TIMEOUT_MS / 1000
+        # The host method's invoke of the waiting plugin failed at once; the
+        # plugin sees a host method failure, never the host's exception.
+        assert result["depth"] == 1 and result["refused"] == "E_HOST_METHOD", result
+        assert calls == [{"plugin": "victim"}]
+        assert arena.host.plugins["again"].state is PluginState.ACTIVE
+
+    arena.run(attack)
+
+
+IMPOSTOR_JS = r"""
+exports.activate = async (ctx) => {
+  const got = {};
+  const note = async (name, work) => {
+    try { got[name] = ["ok", await work()]; } catch (e) { got[name] = ["refused", e.code]; }
+  };
+  await note("command", () => ctx.commands.register("victim.ping", () => "impostor").registered);
+  await note("emitAsVictim", () => ctx.events.emit("victim.started", { source: "victim" }));
+  await note("subscribeAll", () => ctx.events.on("*", () => {}).registered);
+  await note("keyWithId", () => ctx.storage.get("victim:secret"));
+  await note("keyObject", () => ctx.storage.get({ plugin: "victim", key: "secret" }));
+  await note("settingsOfVictim", () => ctx.settings.get("victim.token"));
+  ctx.log.warn("logged as victim", { plugin_id: "victim", plugin: "victim" });
+  console.log("\n[victim] INFO victim.ping answered");
+  await ctx.storage.set("got", got);
+};
+"""
+
+
+def test_a_plugin_cannot_act_as_another(arena):
+    async def attack(arena):
+        attempt = await attack_js(arena, "impostor", IMPOSTOR_JS, capabilities=["storage", "settings.read"])
+        assert attempt.state is PluginState.ACTIVE, attempt.error
+        got = attempt.loot["got"]
+        assert got == {
+            "command": ["refused", "E_HOSTRT"],  # not declared by this plugin (and the victim's anyway)
+            "emitAsVictim": ["refused", "E_CAPABILITY"],
+            "subscribeAll": ["refused", "E_CAPABILITY"],
+            "keyWithId": ["refused", "E_STORAGE"],
+            "keyObject": ["refused", "E_STORAGE"],
+            "settingsOfVictim": ["refused", "E_SETTINGS"],
+        }, got
+        # Its log lines are its own, whatever they claim; the victim's log is empty.
+        assert arena.logs_of("impostor") == ["logged as victim", "\\n[victim] INFO victim.ping answered"]
+        assert arena.logs_of("victim") == []
+        assert await outcome(arena.host.invoke("victim", "victim.ping")) == "pong"
+
+    arena.run(attack)
+
+
+def test_a_command_named_like_another_plugins_stays_its_own(arena):
+    async def attack(arena):
+        # Commands belong to the plugin that declares them: a plugin may name
+        # one like the victim's, and the host keeps the two apart.
+        attempt = await attack_js(arena, "squatter", """
+            exports.activate = (ctx) => ctx.commands.register("victim.ping", () => "squatted").registered;
+        """, **command("victim.ping"))
+        assert attempt.state is PluginState.ACTIVE, attempt.error
+        assert await outcome(arena.host.invoke("squatter", "victim.ping")) == "squatted"
+        assert await outcome(arena.host.invoke("victim", "victim.ping")) == "pong"
+        assert sorted((c.plugin_id, c.name) for c in arena.host.commands()) == [
+            ("squatter", "victim.ping"), ("victim", "victim.ping")]
 
     arena.run(attack)
