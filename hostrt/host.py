@@ -407,6 +407,9 @@ class Host:
             self._release(record.id, context)
             await loaded.close()
             self._set(record, PluginState.FAILED, error)
+            # As when a reload leaves it failed: nothing runs on top of a
+            # failed plugin; its dependents start again when it does.
+            await self._block_dependents(record.id, "is failed")
 
     def on_lifecycle(self, listener: LifecycleListener) -> Callable[[], None]:
         """Call ``listener(record, error)`` after every lifecycle change of

@@ -23,6 +23,7 @@ from hostrt import (
     GrantError,
     HostrtError,
     ManifestError,
+    PluginError,
     PluginState,
     ReloadOutcome,
 )
@@ -328,6 +329,55 @@ exports.activate = (ctx) => {
   setTimeout(() => { for (;;) {} }, 0);
 };
 """
+
+
+def test_a_version_that_crashes_right_after_the_swap_fails_and_blocks_its_dependents(plugins_dir, tmp_path):
+    write(plugins_dir, "probe", "javascript", "v1", limits={"timeoutMs": 200})
+    write(plugins_dir, "user", "python", "u1", relationships=requires("probe"))
+
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            write(plugins_dir, "probe", "javascript", source=RUNAWAY_TIMER, limits={"timeoutMs": 200})
+            assert (await host.reload("probe")).outcome is ReloadOutcome.RELOADED
+            await state_becomes(host, "probe", PluginState.FAILED)
+            assert isinstance(host.plugins["probe"].error, PluginError)
+            # a plugin never runs on top of a failed one it requires
+            await state_becomes(host, "user", PluginState.BLOCKED)
+            assert "requires 'probe'" in host.plugins["user"].error.message
+            assert {c.plugin_id for c in host.commands()} == set()
+            # the fix starts both again
+            write(plugins_dir, "probe", "javascript", "v3", limits={"timeoutMs": 200})
+            results = {r.plugin_id: r.outcome for r in await host.sync_folders(["probe"])}
+            assert results == {"probe": ReloadOutcome.STARTED, "user": ReloadOutcome.STARTED}
+            assert await version(host) == {"tag": "v3", "reloads": 0}
+
+    run(main())
+
+
+def test_a_python_version_whose_command_breaks_its_time_limit_blocks_its_dependents(plugins_dir, tmp_path):
+    looping = """
+def activate(ctx):
+    def version(params):
+        while True:
+            pass
+    ctx.commands.register("version", version)
+"""
+    write(plugins_dir, "probe", "python", "v1", limits={"timeoutMs": 200})
+    write(plugins_dir, "user", "javascript", "u1", relationships=requires("probe"))
+
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            write(plugins_dir, "probe", "python", source=looping, limits={"timeoutMs": 200})
+            assert (await host.reload("probe")).outcome is ReloadOutcome.RELOADED
+            with pytest.raises(PluginError):
+                await version(host)
+            await state_becomes(host, "probe", PluginState.FAILED)
+            await state_becomes(host, "user", PluginState.BLOCKED)
+            write(plugins_dir, "probe", "python", "v3", limits={"timeoutMs": 200})
+            results = {r.plugin_id: r.outcome for r in await host.sync_folders(["probe"])}
+            assert results == {"probe": ReloadOutcome.STARTED, "user": ReloadOutcome.STARTED}
+
+    run(main())
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
