@@ -72,6 +72,7 @@ from .limits import (
     items_message,
 )
 from .refusals import SandboxLimitError, SandboxPolicyError
+from .regex import check_search
 
 # -- names ------------------------------------------------------------------
 
@@ -562,6 +563,7 @@ class Guards:
         def pattern_sub(pattern: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             args = list(args)
             string = args[1] if len(args) > 1 else kwargs.get("string")
+            check_search(pattern, 0, string, scans=True)
             if args:
                 args[0] = sub_replacement(pattern.pattern, args[0], string, charge)
             elif "repl" in kwargs:
@@ -581,6 +583,17 @@ class Guards:
             string = args[0] if args else kwargs.get("string")
             if isinstance(string, (str, bytes)) and len(string) > MAX_ITEMS:
                 raise SandboxLimitError(items_message(len(string), what="regular expression search of a string"))
+            check_search(pattern, 0, string, scans=True)
+            return args, kwargs
+
+        def pattern_run(pattern: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            string = args[0] if args else kwargs.get("string")
+            check_search(pattern, 0, string, scans=True)
+            return args, kwargs
+
+        def pattern_match(pattern: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            string = args[0] if args else kwargs.get("string")
+            check_search(pattern, 0, string, scans=False)
             return args, kwargs
 
         def expand(match: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -627,6 +640,8 @@ class Guards:
         add("strftime", _dt.time, strftime)
         add("sub subn", re.Pattern, pattern_sub)
         add("findall split", re.Pattern, pattern_split)
+        add("search finditer scanner", re.Pattern, pattern_run)
+        add("match fullmatch", re.Pattern, pattern_match)
         add("expand", re.Match, expand)
         # format/format_map are handled by _wrap_method (they need more than
         # argument checks); registering them routes str methods there.

@@ -55,6 +55,7 @@ from .limits import (
     items_message,
 )
 from .refusals import SandboxImportError, SandboxLimitError, SandboxPolicyError
+from .regex import check_search
 
 #: Modules plugins may import. See docs/python-plugins.md for what each
 #: exposes and why the rest of the standard library is out.
@@ -283,12 +284,13 @@ class ModuleFactory:
     def _re(self) -> dict[str, Any]:
         charge = self.budget.charge
 
-        def check(pattern: Any, flags: Any = 0) -> None:
+        def check(pattern: Any, flags: Any = 0, string: Any = None, scans: bool = True) -> None:
             text = pattern.pattern if isinstance(pattern, re.Pattern) else pattern
             if isinstance(text, (str, bytes)) and len(text) > MAX_REGEX_PATTERN:
                 raise _limit(f"regular expression of {len(text)} characters exceeds the plugin limit of {MAX_REGEX_PATTERN}")
             if isinstance(flags, int) and flags & re.DEBUG:
                 raise SandboxPolicyError("re.DEBUG is not available to plugins")
+            check_search(pattern, flags, string, scans=scans)  # backtracking bounds (see .regex)
 
         def pattern_text(pattern: Any) -> Any:
             return pattern.pattern if isinstance(pattern, re.Pattern) else pattern
@@ -299,7 +301,7 @@ class ModuleFactory:
 
         def simple(fn: Callable[..., Any], listing: bool = False) -> Callable[..., Any]:
             def call(pattern: Any, string: Any, *args: Any, **kwargs: Any) -> Any:
-                check(pattern, kwargs.get("flags", args[-1] if args else 0))
+                check(pattern, kwargs.get("flags", args[-1] if args else 0), string, fn not in (re.match, re.fullmatch))
                 if listing and isinstance(string, (str, bytes)) and len(string) > MAX_ITEMS:
                     raise _limit(items_message(len(string), what="regular expression search of a string"))
                 return fn(pattern, string, *args, **kwargs)
@@ -309,7 +311,7 @@ class ModuleFactory:
 
         def substitute(fn: Callable[..., Any]) -> Callable[..., Any]:
             def call(pattern: Any, repl: Any, string: Any, *args: Any, **kwargs: Any) -> Any:
-                check(pattern, kwargs.get("flags", args[1] if len(args) > 1 else 0))
+                check(pattern, kwargs.get("flags", args[1] if len(args) > 1 else 0), string)
                 repl = sub_replacement(pattern_text(pattern), repl, string, charge)
                 return fn(pattern, repl, string, *args, **kwargs)
 

@@ -70,7 +70,7 @@ METHOD_GUARD_NAMES = frozenset(
         "intersection_update difference_update symmetric_difference_update issubset "
         "issuperset isdisjoint fromkeys join ljust rjust center zfill expandtabs replace "
         "translate to_bytes strftime sub subn expand format format_map subtract elements "
-        "split rsplit splitlines findall"
+        "split rsplit splitlines findall search match fullmatch finditer scanner"
     ).split()
 )
 
