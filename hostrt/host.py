@@ -154,6 +154,10 @@ class Host:
         self._commands = CommandRegistry()
         self._lock = asyncio.Lock()
         self._closed = False
+        # Set when close() begins: from then on no plugin is started.
+        self._stopping = False
+        # The watches entered on this host; close() ends them.
+        self._watches: set[HostWatch] = set()
         self._lifecycle_listeners: list[LifecycleListener] = []
         # Replaced versions being freed in the background.
         self._closing: set[asyncio.Task[None]] = set()
@@ -262,6 +266,7 @@ class Host:
         disabled plugins raise.
         """
         async with self._lock:
+            self._check_open()
             await self._activate(plugin_id, chain=())
         return self._record(plugin_id)
 
@@ -504,6 +509,7 @@ class Host:
         return each plugin's resulting state. Cycles and missing
         dependencies block the plugins involved, by name; the rest go on."""
         async with self._lock:
+            self._check_open()
             candidates = {
                 pid: r.manifest
                 for pid, r in self._records.items()
@@ -563,6 +569,7 @@ class Host:
         the result). Raises PluginNotFoundError for an unknown id.
         """
         async with self._lock:
+            self._check_open()
             if plugin_id not in self._records and plugin_id not in self._invalid:
                 self._record(plugin_id)  # raises
             results = await self._sync([plugin_id], start_new=False, grant_requested=grant_requested)
@@ -578,6 +585,7 @@ class Host:
         running are tried again once it is. Returns one result per plugin
         affected; the watcher of :meth:`watch` calls this."""
         async with self._lock:
+            self._check_open()
             return await self._sync(folders, start_new=start_new, grant_requested=grant_requested)
 
     def watch(self, *, debounce_s: float = DEFAULT_DEBOUNCE_S, on_reload: ReloadCallback | None = None,
@@ -932,6 +940,9 @@ class Host:
         close the store."""
         if self._closed:
             return
+        self._stopping = True
+        for watch in list(self._watches):
+            await watch.stop()
         await self.deactivate_all()
         await asyncio.gather(*self._closing)
         await self.bus.close(CLOSE_EVENTS_WAIT_S)
@@ -939,6 +950,13 @@ class Host:
             await runtime.close()
         self.store.close()
         self._closed = True
+
+    def _check_open(self) -> None:
+        """Refuse to start plugins once :meth:`close` has begun (called
+        holding the lock, so a call that waited for it behind close is
+        refused too): they would run on in runtimes about to be closed."""
+        if self._stopping:
+            raise LifecycleError("the host is closed")
 
     async def __aenter__(self) -> "Host":
         return self

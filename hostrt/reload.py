@@ -102,7 +102,9 @@ class PluginWatcher:
             self._timer = None
         self._pending.clear()
         self._queue.clear()
-        if self._reporting is not None:
+        # Stopped from within a report (a callback closing the host), that
+        # report ends by itself: waiting for it would wait forever.
+        if self._reporting is not None and self._reporting is not asyncio.current_task():
             await asyncio.gather(self._reporting, return_exceptions=True)
 
     async def __aenter__(self) -> "PluginWatcher":
@@ -208,10 +210,17 @@ class HostWatch:
                 _log.exception("on_reload callback failed for %s", result.plugin_id)
 
     async def __aenter__(self) -> "HostWatch":
+        self._host._check_open()
         self._watcher.start()
+        self._host._watches.add(self)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def stop(self) -> None:
+        """Stop watching (:meth:`Host.close` does it too). Idempotent."""
+        self._host._watches.discard(self)
         await self._watcher.stop()
 
 

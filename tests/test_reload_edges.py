@@ -22,6 +22,7 @@ from hostrt import (
     DependencyError,
     GrantError,
     HostrtError,
+    LifecycleError,
     ManifestError,
     PluginError,
     PluginState,
@@ -29,7 +30,7 @@ from hostrt import (
 )
 
 from test_hot_reload import LANGUAGES, MAIN, host_with, version, write
-from test_watch import ARRIVES_WITHIN_S
+from test_watch import ARRIVES_WITHIN_S, Results
 
 
 def run(coro):
@@ -555,8 +556,52 @@ def test_a_folder_removed_while_its_plugin_does_not_run_is_forgotten(how, plugin
 # -- closing ------------------------------------------------------------------
 
 
+def test_a_sync_queued_behind_close_starts_nothing(plugins_dir, tmp_path):
+    write(plugins_dir, "probe", "python", "v1")
+
+    async def main():
+        host = await host_with(plugins_dir, tmp_path / "host.db")
+        write(plugins_dir, "late", "javascript", "l1")
+        write(plugins_dir, "probe", "python", "v2")
+        reloading = asyncio.create_task(host.reload("probe"))
+        await asyncio.sleep(0)  # the reload holds the lock
+        closing = asyncio.create_task(host.close())
+        await asyncio.sleep(0)
+        syncing = asyncio.create_task(host.sync_folders(["late"]))
+        outcomes = await asyncio.wait_for(asyncio.gather(reloading, closing, syncing, return_exceptions=True),
+                                          ARRIVES_WITHIN_S)
+        assert outcomes[0].outcome is ReloadOutcome.RELOADED
+        assert outcomes[1] is None
+        assert isinstance(outcomes[2], LifecycleError) and "closed" in outcomes[2].message
+        assert all(record.state is not PluginState.ACTIVE for record in host.plugins.values()), states(host)
+        with pytest.raises(LifecycleError):
+            await host.activate("probe")
+
+    run(main())
+
+
 def watchdog_threads() -> set[threading.Thread]:
     return {t for t in threading.enumerate() if type(t).__module__.startswith("watchdog")}
+
+
+def test_closing_the_host_stops_its_watch(plugins_dir, tmp_path):
+    write(plugins_dir, "probe", "python", "v1")
+
+    async def main():
+        results = Results()
+        before = watchdog_threads()
+        host = await host_with(plugins_dir, tmp_path / "host.db")
+        async with host.watch(debounce_s=0.02, on_reload=results):
+            write(plugins_dir, "probe", "python", "v2")
+            assert (await results.next("probe")).outcome is ReloadOutcome.RELOADED
+            assert watchdog_threads() - before
+            await asyncio.wait_for(host.close(), ARRIVES_WITHIN_S)
+            assert not watchdog_threads() - before
+            with pytest.raises(LifecycleError):
+                await host.sync_folders(["probe"])
+        assert host.plugins["probe"].state is PluginState.INACTIVE
+
+    run(main())
 
 
 def test_the_host_may_be_closed_from_an_on_reload_callback(plugins_dir, tmp_path):
