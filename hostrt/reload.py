@@ -118,9 +118,13 @@ class PluginWatcher:
 
     def _touched(self, path: str) -> None:
         """Observer thread: ``path`` changed."""
+        # Not resolved: a plugin folder may be a symlink (to anywhere), and
+        # the change is to the link inside the plugins folder, not to
+        # where it leads. The observer reports paths under the resolved
+        # folder it was given.
         try:
-            relative = Path(path).resolve().relative_to(self.plugins_dir)
-        except (ValueError, OSError):
+            relative = Path(os.path.abspath(path)).relative_to(self.plugins_dir)
+        except ValueError:
             return
         parts = relative.parts
         if not parts or any(_ignored(part) for part in parts):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import threading
 from typing import Any
@@ -626,3 +627,32 @@ def test_the_host_may_be_closed_from_an_on_reload_callback(plugins_dir, tmp_path
 # -- the watch and symlinked plugin folders ------------------------------------
 
 
+def test_the_watch_follows_plugin_folders_that_are_symlinks(plugins_dir, tmp_path):
+    # A plugin folder may be a symlink (docs/manifest.md); the watch must see
+    # it appear, be swapped for another and go.
+    sources = tmp_path / "sources"
+    write(sources, "linked", "javascript", "one")
+    (sources / "two").mkdir()
+    write(sources / "two", "linked", "javascript", "two")
+
+    async def main():
+        results = Results()
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            async with host.watch(debounce_s=0.05, on_reload=results):
+                (plugins_dir / "linked").symlink_to(sources / "linked")
+                result = await results.next("linked")
+                assert result.outcome is ReloadOutcome.STARTED, result
+                assert await version(host, "linked") == {"tag": "one", "reloads": 0}
+
+                (plugins_dir / "linked").unlink()
+                (plugins_dir / "linked").symlink_to(sources / "two" / "linked")
+                result = await results.next("linked")
+                assert result.outcome is ReloadOutcome.RELOADED, result
+                assert await version(host, "linked") == {"tag": "two", "reloads": 1}
+
+                os.unlink(plugins_dir / "linked")
+                result = await results.next("linked")
+                assert result.outcome is ReloadOutcome.REMOVED, result
+                assert "linked" not in host.plugins
+
+    run(main())
