@@ -247,11 +247,20 @@ class Guards:
                     )
             return value
 
+        def read(obj: Any, name: str) -> Any:
+            # A type stand-in answers exactly what its literal attribute
+            # loads answer (TypeProxy.__getattr__): an opaque one nothing, so
+            # getattr(type(x), name) is no way around the stand-in to the
+            # real class (an iterator type's unticked constructors, a host
+            # class's functions). The value is then judged as the real
+            # type's attribute.
+            if type(obj) is TypeProxy:
+                return guard_value(obj._real, name, getattr(obj, name))
+            return guard_value(obj, name, getattr(obj, name))
+
         def _getattr_(obj: Any, name: str) -> Any:
             """Attribute read for the names in RUNTIME_CHECKED_ATTRS."""
-            if type(obj) is TypeProxy:
-                obj = obj._real
-            return guard_value(obj, name, getattr(obj, name))
+            return read(obj, name)
 
         def checked_getattr(obj: Any, name: Any, *default: Any) -> Any:
             """The ``getattr`` builtin plugins get."""
@@ -263,10 +272,7 @@ class Guards:
             if reason is not None:
                 raise SandboxPolicyError(reason)
             try:
-                if type(obj) is TypeProxy:
-                    real = obj._real
-                    return guard_value(real, name, getattr(real, name))
-                return guard_value(obj, name, getattr(obj, name))
+                return read(obj, name)
             except AttributeError:
                 if default:
                     return default[0]
