@@ -100,22 +100,25 @@ _SMALL_FACTOR = 1 << 16
 _SMALL_DIVISOR = 1 << 64
 
 
-#: In-place operators under which a number stays a number (or the operation
-#: raises TypeError): no builtin type a plugin can reach turns ``n + x`` into
-#: a sequence, and plugin classes cannot define ``__radd__``/``__rsub__``.
+#: In-place operators of the accumulator pattern ``total = 0; total += x``.
 _NUMERIC_CLOSED_OPS = (ast.Add, ast.Sub)
 
 
 def numeric_locals(function: ast.FunctionDef) -> frozenset[str]:
-    """Local names of ``function`` that can only ever hold numbers.
+    """Local names of ``function`` that are accumulators: they start as numbers.
 
     A name qualifies when it is not a parameter and every binding of it in
     the function's own scope is ``name = <number literal>`` or
-    ``name += / -= <anything>``. Starting from a number, ``+``/``-`` give a
-    number or raise, so ``name += x`` needs no size guard: the guard exists
-    to stop sequences from growing, and these names never hold one. Nested
-    functions, lambdas and classes are other scopes (rebinding from there
-    needs ``nonlocal``/``global``, which also disqualify the name).
+    ``name += / -= <anything>``. Such a name *usually* holds a number, but
+    it is not proven to: ``number + x`` calls a plugin class's ``__radd__``
+    (``__rsub__`` for ``-``), which may return a list or a string, and the
+    next ``name += name`` would then grow it natively. So these names still
+    get the inline ``type(name) in (int, float)`` test before a native
+    ``+=``; what being an accumulator buys is that test even when the added
+    expression is too large to copy into both branches (it is evaluated
+    once, into a temporary). Nested functions, lambdas and classes are
+    other scopes (rebinding from there needs ``nonlocal``/``global``, which
+    also disqualify the name).
     """
     params = {a.arg for a in (*function.args.posonlyargs, *function.args.args, *function.args.kwonlyargs)}
     params.update(a.arg for a in (function.args.vararg, function.args.kwarg) if a is not None)
@@ -497,6 +500,20 @@ class PluginPolicy(RestrictingNodeTransformer):
                 return self._inline_number_test(name, fast, slow, old)
         return self._locate(slow, old)
 
+    def _accumulate(self, name: str, value: ast.expr, old: ast.AST) -> list[ast.stmt]:
+        """``name += value`` for an accumulator (see :func:`numeric_locals`)
+        whose added expression is not simple: ``value`` into a temporary,
+        then the inline number test on ``name``."""
+        tmp = self.gen_tmp_name()
+        fast = ast.BinOp(left=_name(name), op=ast.Add(), right=_name(tmp))
+        slow = _call(_INPLACE_GUARDS[ast.Add], _name(name), _name(tmp))
+        stmts = [
+            ast.Assign(targets=[ast.Name(tmp, ast.Store())], value=value),
+            ast.Assign(targets=[ast.Name(name, ast.Store())], value=self._inline_number_test(name, fast, slow, old)),
+            ast.Delete(targets=[ast.Name(tmp, ast.Del())]),
+        ]
+        return [self._locate(s, old) for s in stmts]
+
     def visit_AugAssign(self, node: ast.AugAssign) -> Any:
         op = type(node.op)
         target = node.target
@@ -504,8 +521,11 @@ class PluginPolicy(RestrictingNodeTransformer):
         native = self._aug_is_native(op, node.value)
         if isinstance(target, ast.Name):
             self.check_name(target, target.id)
-            if native or (op in _NUMERIC_CLOSED_OPS and target.id in self._numeric_locals[-1]):
+            if native:
                 return node
+            if (op is ast.Add and target.id in self._numeric_locals[-1]
+                    and not _is_simple(node.value)):
+                return self._accumulate(target.id, node.value, node)
             rhs = self._inplace_value(op, _name(target.id), node.value, target.id, node)
             return self._locate(ast.Assign(targets=[target], value=rhs), node)
         if isinstance(target, ast.Attribute):
