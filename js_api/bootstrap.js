@@ -259,7 +259,14 @@
       reserve(ReflectApply(typedByteLength, array, []), what);
     });
   }
-  for (const name of ["fromBase64", "fromHex"]) wrapMethod(global.Uint8Array, name, null);
+  // The decoded bytes are charged before V8 decodes (and, for a string
+  // built lazily with repeat(), first flattens) the text: at most 3 bytes
+  // per 4 characters of base64, 1 per 2 of hex.
+  for (const [name, perChar] of [["fromBase64", 3 / 4], ["fromHex", 1 / 2]]) {
+    wrapMethod(global.Uint8Array, name, (self, args, what) => {
+      if (typeof args[0] === "string") reserve(MathFloor(args[0].length * perChar), what);
+    });
+  }
 
   // -- arrays built in one step ---------------------------------------------------
   // A few builtins materialise a whole array in one C++ call. Asked for 2**31
