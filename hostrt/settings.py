@@ -88,7 +88,10 @@ def write_setting(store: Store, plugin_id: str, schema: SettingsSchema, key: Any
     """
     key = check_setting_name(plugin_id, schema, key)
     try:
-        text = jsonvalue.encode(value, path=f"$.{key}", max_bytes=MAX_SETTING_BYTES)
+        # The value sits one level inside the settings document, which is
+        # itself checked (and read back) as one JSON value.
+        text = jsonvalue.encode(value, path=f"$.{key}", max_depth=jsonvalue.MAX_DEPTH - 1,
+                                max_bytes=MAX_SETTING_BYTES)
     except jsonvalue.JSONValueError as exc:
         raise SettingsError(f"setting '{key}' of plugin '{plugin_id}' refused: {exc}") from None
 
