@@ -22,7 +22,7 @@ import pytest
 
 from hostrt import PluginState
 from hostrt.context import plugin_logger
-from hostrt.errors import ManifestError
+from hostrt.errors import ManifestError, SettingsError
 from hostrt.manifest import MAX_MANIFEST_BYTES
 
 # What a folder's code would try if the loader ran it: every canary it can
@@ -560,5 +560,40 @@ def test_plugin_json_swapped_for_a_link_after_it_was_checked_is_not_read(arena, 
         assert not armed
         assert_invalid(arena, attempt, "swapper", "$", "replaced after it was checked")
         swap_back()  # or the arena's check of the files around the host would see the link
+
+    arena.run(attack)
+
+
+def test_a_setting_nested_to_the_documents_limit_is_a_settings_error(arena):
+    """A setting value sits one level inside the settings document: a value
+    that was itself just within the nesting limit used to pass its own
+    check and then fail the document's with a bare ValueError, which the
+    plugin saw as an internal host error (and the host's set_setting as a
+    ValueError)."""
+    source = """
+def nest(depth):
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+def activate(ctx):
+    out = {}
+    for depth in (62, 63, 64):
+        try:
+            ctx.settings.set("deep", nest(depth))
+            out[str(depth)] = "stored"
+        except Exception as exc:
+            out[str(depth)] = getattr(exc, "code", "other")
+    ctx.storage.set("outcomes", out)
+"""
+
+    async def attack(arena):
+        attempt = await arena.attack("nester", source, capabilities=["storage", "settings.write"],
+                                     settings={"type": "object", "additionalProperties": True})
+        assert attempt.loot["outcomes"] == {"62": "stored", "63": "E_SETTINGS", "64": "E_SETTINGS"}
+        with pytest.raises(SettingsError):
+            arena.host.set_setting("nester", "deep", json.loads("[" * 64 + "]" * 64))  # nest(63)
+        assert arena.host.get_settings("nester")["deep"] == json.loads("[" * 63 + "]" * 63)  # nest(62)
 
     arena.run(attack)
