@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .errors import HostrtError, PluginError
@@ -10,6 +11,13 @@ from .errors import HostrtError, PluginError
 CONTEXT_LINES = 2
 #: Longer source lines are cut, so one minified line cannot flood a terminal.
 MAX_LINE_CHARS = 160
+#: Where each language starts a new line when it numbers them. (str.splitlines
+#: also breaks at form feeds, \x1c-\x1e and \x85, which would put the mark
+#: on the wrong line of a file holding one.)
+_PYTHON_LINES = re.compile(r"\r\n|\r|\n")
+_JAVASCRIPT_LINES = re.compile(r"\r\n|[\r\n\u2028\u2029]")
+#: Tabs are shown as this many spaces.
+TAB_SIZE = 4
 
 
 def code_frame(plugins_dir: str | Path, error: HostrtError, *, context: int = CONTEXT_LINES) -> str | None:
@@ -25,20 +33,27 @@ def code_frame(plugins_dir: str | Path, error: HostrtError, *, context: int = CO
     if not path.is_relative_to(root) or not path.is_file():
         return None
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
+    lines = (_PYTHON_LINES if path.suffix == ".py" else _JAVASCRIPT_LINES).split(text)
+    if lines[-1] == "":
+        lines.pop()  # what follows the last line break is no line
     if error.line > len(lines):
         return None
     first, last = max(1, error.line - context), min(len(lines), error.line + context)
     width = len(str(last))
     out = []
     for number in range(first, last + 1):
-        text = lines[number - 1].expandtabs(4)
+        line = lines[number - 1]
+        text = line.expandtabs(TAB_SIZE)
         if len(text) > MAX_LINE_CHARS:
             text = text[:MAX_LINE_CHARS] + " ..."
         marker = ">" if number == error.line else " "
         out.append(f"{marker} {number:>{width}} | {text}".rstrip())
-        if number == error.line and error.column and error.column <= MAX_LINE_CHARS:
-            out.append(f"  {'':>{width}} | {' ' * (error.column - 1)}^")
+        # The column counts characters; the caret goes where the character
+        # is shown, past expanded tabs.
+        caret = len(line[:error.column - 1].expandtabs(TAB_SIZE)) if error.column else None
+        if number == error.line and caret is not None and caret < MAX_LINE_CHARS:
+            out.append(f"  {'':>{width}} | {' ' * caret}^")
     return "\n".join(out)

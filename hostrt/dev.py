@@ -48,7 +48,10 @@ class DevConsole:
         carriage returns reach the terminal."""
         stamp = time.strftime("%H:%M:%S")
         with self._lock:
-            for line in text.splitlines() or [""]:
+            # Split at newlines only: every other line break (form feeds,
+            # U+2028...) is escaped by printable, so a line of a plugin's
+            # source stays one line.
+            for line in text.split("\n"):
                 self._out.write(f"[{stamp}] {printable(line)}\n")
             self._out.flush()
 
@@ -62,7 +65,7 @@ class DevConsole:
         frame = code_frame(self._plugins_dir, error)
         if frame is not None:
             lines.append(f"{indent}{error.file}:{error.line}" + (f":{error.column}" if error.column else ""))
-            lines.extend(indent + line for line in frame.splitlines())
+            lines.extend(indent + line for line in frame.split("\n"))
         if isinstance(error, PluginError) and error.plugin_traceback and "\n" in error.plugin_traceback.strip():
             lines.extend(indent + line for line in error.plugin_traceback.rstrip().splitlines())
         self.say("\n".join(lines))

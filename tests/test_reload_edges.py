@@ -656,3 +656,50 @@ def test_the_watch_follows_plugin_folders_that_are_symlinks(plugins_dir, tmp_pat
                 assert "linked" not in host.plugins
 
     run(main())
+
+
+# -- what hostrt dev shows ----------------------------------------------------
+
+
+@pytest.mark.parametrize("file, source, line, shown", [
+    # Python numbers lines at \n, \r\n and \r only: a form feed or a file
+    # separator is whitespace to it, not a line break
+    ("p/plugin.py", "# a\x0cb\x1c\x85\n\ndef activate(ctx):\n    raise RuntimeError('x')\n", 4,
+     "    raise RuntimeError('x')"),
+    ("p/plugin.py", "x = 1\r\ny = 2\rz = (\n", 3, "z = ("),
+    # JavaScript also breaks lines at U+2028 and U+2029
+    ("p/plugin.js", "// a\u2028b\x0c\nthrow new Error('x');\n", 3, "throw new Error('x');"),
+])
+def test_the_code_frame_marks_the_line_the_runtime_counted(file, source, line, shown, tmp_path):
+    from hostrt.codeframe import code_frame
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / file).write_text(source, newline="")
+    frame = code_frame(tmp_path, PluginError("p", "x", file=file, line=line, column=1))
+    marked = [row for row in frame.split("\n") if row.startswith(">")]
+    assert marked == [f"> {line} | {shown}"], frame
+
+
+def test_the_caret_points_at_the_column_past_tabs(tmp_path):
+    from hostrt.codeframe import code_frame
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "plugin.py").write_text("def activate(ctx):\n\tx = (]\n")
+    frame = code_frame(tmp_path, PluginError("p", "x", file="p/plugin.py", line=2, column=7)).split("\n")
+    source_row, caret_row = frame[1], frame[2]
+    assert source_row == "> 2 |     x = (]"
+    assert caret_row.index("^") == source_row.index("]")
+
+
+def test_a_frame_line_holding_control_characters_stays_one_console_line(tmp_path):
+    import io
+
+    from hostrt.dev import DevConsole
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "plugin.py").write_text("x = 1  # \x0c\x1c\x1b[2J\n")
+    out = io.StringIO()
+    DevConsole(tmp_path, out).error(PluginError("p", "boom", file="p/plugin.py", line=1))
+    lines = out.getvalue().splitlines()
+    assert [line.split("] ", 1)[1] for line in lines[-1:]] == ["    > 1 | x = 1  # \\x0c\\x1c\\x1b[2J"]
+    assert all("\x1b" not in line and "\x0c" not in line for line in lines)
