@@ -6,10 +6,10 @@ the plugin's *tick stream*. The stream is built only from C iterators:
 
 * ``TICK_CHUNK - 1`` ticks come from iterating a constant tuple of ``True``
   (the steady state: a few nanoseconds per tick, no Python frame), then
-* one tick comes from ``zip(check_iter, (True,))`` where ``check_iter`` is
-  ``iter(budget.check, None)``: pulling it calls :meth:`Budget.check`, which
-  reads the monotonic clock and raises :class:`BudgetInterrupt` once the
-  deadline has passed.
+* one tick comes from ``map(operator.eq, check_iter, (True,))`` where
+  ``check_iter`` is ``iter(budget.check, None)``: pulling it calls
+  :meth:`Budget.check`, which reads the monotonic clock and raises
+  :class:`BudgetInterrupt` once the deadline has passed.
 
 Two CPython details make this sticky and robust:
 
@@ -19,6 +19,13 @@ Two CPython details make this sticky and robust:
   position: after it raises, every later pull calls it again (and raises
   again) instead of the stream silently ending. A ``RecursionError`` raised
   while calling the check behaves the same way, and the next pull retries.
+* The stream's *source* (what makes each chunk's check iterator) must never
+  raise: a chain whose source raises drops it and ends for good, and every
+  later tick of the plugin would raise ``StopIteration`` (its loops would
+  silently run zero times). So the check iterators are made by calling
+  ``map``, whose vectorcall has no recursion check, never by calling
+  ``zip`` or an ``itertools`` type, which at the recursion limit raise
+  ``RecursionError`` there.
 * The check runs in the thread that pulls. Plugin code may only run in its
   own worker thread during an entry; if anything runs it elsewhere (a
   generator finalised by the garbage collector in the host's thread), the
@@ -37,6 +44,7 @@ import threading
 import time
 from contextlib import contextmanager
 from itertools import chain, repeat
+from operator import eq
 from typing import Iterator
 
 from .limits import CHARGE_CHECK_BYTES, TICK_CHUNK
@@ -67,11 +75,12 @@ class Budget:
         self._poisoned = False
         self.timeout_s = 0.0
         check_iter = iter(self.check, None)
-        # One chunk = zip(check_iter, (True,)) then TICK_CHUNK - 1 Trues. The
-        # zip pulls check_iter first, so a failed check is retried on the next
-        # pull (see the module docstring); it also calls the check once more
-        # when it finishes, which is harmless.
-        checks = map(zip, repeat(check_iter), repeat((True,)))
+        # One chunk = map(eq, check_iter, (True,)) then TICK_CHUNK - 1 Trues.
+        # The inner map pulls check_iter first, so a failed check is retried
+        # on the next pull (see the module docstring); it also calls the
+        # check once more when it finishes, which is harmless. eq(True, True)
+        # keeps the item truthy.
+        checks = map(map, repeat(eq), repeat(check_iter), repeat((True,)))
         chunks = zip(checks, repeat((True,) * (TICK_CHUNK - 1)))
         #: The endless tick stream. Items are truthy (``True`` or a tuple).
         self.stream: Iterator[object] = chain.from_iterable(chain.from_iterable(chunks))
