@@ -238,37 +238,17 @@ def _shape(pattern: str | bytes, flags: int) -> _Shape | None:
     return shape
 
 
-def _text_and_flags(pattern: Any, flags: Any) -> tuple[Any, int]:
-    if isinstance(pattern, re.Pattern):
-        return pattern.pattern, pattern.flags
-    return pattern, flags if isinstance(flags, int) else 0
-
-
 def check_pattern(pattern: Any, flags: Any = 0) -> None:
     """Refuse a pattern that can backtrack exponentially (SandboxLimitError)."""
-    text, flags = _text_and_flags(pattern, flags)
-    if not isinstance(text, (str, bytes)):
-        return
-    shape = _shape(text, flags)
-    if shape is not None and shape.refusal is not None:
-        raise SandboxLimitError(
-            f"regular expression {_shown(text)} is refused in plugins: {shape.refusal}; "
-            "rewrite it so each part of the text can be matched only one way"
-        )
+    _judged(pattern, flags)
 
 
 def check_search(pattern: Any, flags: Any, subject: Any, *, scans: bool) -> None:
     """Refuse running ``pattern`` over ``subject`` when the worst case is
     above MAX_REGEX_STEPS (and any exponential pattern). ``scans`` is False
     for ``match``/``fullmatch``, which try one start position."""
-    check_pattern(pattern, flags)
-    if not isinstance(subject, (str, bytes, bytearray)):
-        return
-    text, flags = _text_and_flags(pattern, flags)
-    if not isinstance(text, (str, bytes)):
-        return
-    shape = _shape(text, flags)
-    if shape is None:
+    shape, text = _judged(pattern, flags)
+    if shape is None or not isinstance(subject, (str, bytes, bytearray)):
         return
     n = len(subject) + 1
     steps = n if scans and not shape.anchored else 1
@@ -280,6 +260,26 @@ def check_search(pattern: Any, flags: Any, subject: Any, *, scans: bool) -> None
                 f"backtrack for more than the plugin limit of {MAX_REGEX_STEPS} steps; search a shorter "
                 "text, anchor the pattern, or use fewer open-ended repeats before its end"
             )
+
+
+def _judged(pattern: Any, flags: Any) -> tuple[_Shape | None, Any]:
+    """The pattern's shape (None if it is not a pattern the engine will
+    accept) and text; raises for an exponential one."""
+    if isinstance(pattern, re.Pattern):
+        text, flags = pattern.pattern, pattern.flags
+    else:
+        text = pattern
+        if not isinstance(flags, int):
+            flags = 0
+    if not isinstance(text, (str, bytes)):
+        return None, text
+    shape = _shape(text, flags)
+    if shape is not None and shape.refusal is not None:
+        raise SandboxLimitError(
+            f"regular expression {_shown(text)} is refused in plugins: {shape.refusal}; "
+            "rewrite it so each part of the text can be matched only one way"
+        )
+    return shape, text
 
 
 def _shown(text: str | bytes) -> str:
