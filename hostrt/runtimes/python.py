@@ -20,13 +20,16 @@ Time is bounded in three layers:
    code somehow returned normally.
 3. *Last line of defence*: the awaiting side waits at most
    ``timeout + grace``. A thread stuck in one C call that never returns to
-   a check (catastrophic regex backtracking, a huge sort) cannot be
-   stopped from Python: the entry fails with BudgetExceededError anyway,
-   the plugin is *poisoned* (every later call fails at once) and its
-   thread is abandoned. The thread keeps its CPU until the call returns,
+   a check (a huge sort, a comparison or hash walking a structure with
+   shared parts) cannot be stopped from Python: the entry fails with
+   BudgetExceededError anyway, the plugin is *poisoned* (every later call
+   fails at once) and its thread is abandoned. The thread keeps its CPU until the call returns,
    and because ``concurrent.futures`` joins worker threads at interpreter
    exit, such a thread can delay process exit; documented in
-   docs/python-plugins.md.
+   docs/python-plugins.md. Such a call also holds the GIL, so the event
+   loop itself only gets to give up once the call returns: what can be
+   bounded before it starts is refused up front instead (sizes in
+   :mod:`.pysandbox.limits`, regular expressions in :mod:`.pysandbox.regex`).
 """
 
 from __future__ import annotations
