@@ -189,3 +189,33 @@ def test_a_plugin_cannot_write_to_the_terminal_or_forge_console_lines(dev, plugi
         assert re.match(r"^\[\d\d:\d\d:\d\d\] ", line), line
         body = line[11:]
         assert not body.startswith("[00:00:00]") and not body.startswith("victim"), line
+
+
+SLOW_ACTIVATE_PY = """
+import time
+
+def activate(ctx):
+    ctx.log.info("activating {tag}")
+    end = time.monotonic() + {seconds}
+    while time.monotonic() < end:
+        pass
+    ctx.log.info("active {tag}")
+
+def deactivate(ctx):
+    ctx.log.info("bye from {tag}")
+"""
+
+
+def test_ctrl_c_during_a_reload_lets_it_finish_then_stops_cleanly(dev, plugins_dir, tmp_path):
+    write(plugins_dir, "probe", "python", source=SLOW_ACTIVATE_PY.format(tag="v1", seconds=0))
+    process = dev()
+    process.expect(r"watching")
+    write(plugins_dir, "probe", "python", source=SLOW_ACTIVATE_PY.format(tag="v2", seconds=0.5),
+          limits={"timeoutMs": 3000})
+    process.expect(r"probe info: activating v2")  # the new version's activate is running
+    assert process.interrupt() == 0
+    process.expect(r"probe info: active v2")
+    process.expect(r"probe reloaded")
+    process.expect(r"probe info: bye from v2")
+    process.expect(r"^\[\d\d:\d\d:\d\d\] stopped$")
+    assert not any("Traceback" in line or "error" in line for line in process.lines), process.lines
