@@ -124,7 +124,9 @@ class ReloadResult:
     outcome: ReloadOutcome
     #: The plugin's state afterwards.
     state: PluginState
-    #: The version running afterwards (or, when none runs, the one on disk).
+    #: The version the record describes afterwards: the new one, the one
+    #: restored, or (when neither could start) the previous one; for a
+    #: plugin that was not running, the one on disk.
     version: str | None
     #: The version that was running before, if one was.
     previous_version: str | None = None
