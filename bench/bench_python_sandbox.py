@@ -173,6 +173,7 @@ async def activation_case(root: Path, runtime: PythonRuntime) -> Row:
     class Gate:
         plugin_id = "trivial"
         plugin_version = "1.0.0"
+        previous_state_json = None  # a first activation, not a reload
 
         def log(self, level: str, message: str, fields: Any = None) -> None:
             pass
