@@ -148,6 +148,13 @@ class Arena:
             self._written[target] = data
         return path
 
+    def forget(self, path: Path) -> None:
+        """Check ``path`` (written by the test before the run) like any file
+        around the host, by size and time, instead of by the content the
+        arena wrote: for files the test then replaced itself (a link, a huge
+        file not worth keeping in memory)."""
+        self._written.pop(path, None)
+
     # -- running -------------------------------------------------------------------
 
     def run(self, attack: Callable[["Arena"], Awaitable[None]]) -> None:
@@ -178,7 +185,7 @@ class Arena:
         host.set_setting("victim", "token", self.canaries["setting"])
         assert (await asyncio.wait_for(host.activate("victim"), STEP_S)).state is PluginState.ACTIVE
         host.on("*", lambda event: self.heard.append([event.name, event.source, event.payload]))
-        self._victim = (self._rows("victim"), host.store.settings_get_all("victim"), host.grants.list("victim"))
+        self._victim = (self.rows("victim"), host.store.settings_get_all("victim"), host.grants.list("victim"))
         self._files = self._tree()
 
     async def attack(self, plugin_id: str, source: str, *, language: str = "python", grant: bool = True,
@@ -202,7 +209,7 @@ class Arena:
             host.grants.grant_requested(plugin_id)
         record = await asyncio.wait_for(host.activate(plugin_id), STEP_S)
         await asyncio.wait_for(host.events_idle(), STEP_S)
-        attempt = Attempt(plugin_id, record.state, record.error, self._rows(plugin_id), self.logs_of(plugin_id))
+        attempt = Attempt(plugin_id, record.state, record.error, self.rows(plugin_id), self.logs_of(plugin_id))
         self.attempts.append(attempt)
         return attempt
 
@@ -213,7 +220,8 @@ class Arena:
         assert self.host is not None, "the arena is not running: use arena.run(attack)"
         return self.host
 
-    def _rows(self, plugin_id: str) -> dict[str, Any]:
+    def rows(self, plugin_id: str) -> dict[str, Any]:
+        """A plugin's storage, decoded."""
         store = self._host().store
         return {key: json.loads(store.kv_get(plugin_id, key) or "null") for key in store.kv_keys(plugin_id)}
 
@@ -242,7 +250,7 @@ class Arena:
         store = host.store
         parts = [self._capture.text(), json.dumps(self.heard, default=repr)]
         for plugin_id in {*host.plugins, *host.invalid, *(a.plugin_id for a in self.attempts)} - {"victim"}:
-            parts.append(json.dumps(self._rows(plugin_id)))
+            parts.append(json.dumps(self.rows(plugin_id)))
             parts.append(json.dumps(store.settings_get_all(plugin_id)))
         for entry in store.audit_log(limit=100000):
             parts.append(json.dumps(entry.detail))
@@ -268,7 +276,7 @@ class Arena:
         # the victim: untouched and still running
         assert self._victim is not None
         rows, settings, grants = self._victim
-        assert self._rows("victim") == rows
+        assert self.rows("victim") == rows
         assert host.store.settings_get_all("victim") == settings
         assert host.grants.list("victim") == grants
         assert host.plugins["victim"].state is PluginState.ACTIVE
@@ -298,4 +306,4 @@ class Arena:
         host.grants.grant_requested(plugin_id)
         record = await asyncio.wait_for(host.activate(plugin_id), STEP_S)
         assert record.state is PluginState.ACTIVE, record.error
-        assert self._rows(plugin_id) == {"ok": plugin_id}
+        assert self.rows(plugin_id) == {"ok": plugin_id}

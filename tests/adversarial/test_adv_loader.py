@@ -382,7 +382,7 @@ def test_a_100_mb_manifest_is_refused_after_reading_its_limit(arena):
         chunk = b" " * (1 << 20)
         for _ in range(100):
             handle.write(chunk)
-    arena._written.pop(folder / "plugin.json")  # not kept in memory twice: the arena sees it unchanged
+    arena.forget(folder / "plugin.json")  # not kept in memory twice: the arena sees it unchanged
 
     async def attack(arena):
         attempt = await arena.activate("huge")
@@ -521,7 +521,7 @@ def test_plugin_json_swapped_for_a_link_after_it_was_checked_is_not_read(arena, 
     stolen.parent.mkdir()
     stolen.write_text(json.dumps({arena.canaries["file"]: "api key"}))
     folder = write_folder(arena, "swapper", "", **{"conf/plugin.json": json.dumps(manifest("swapper"))})
-    arena._written.pop(folder / "plugin.json")  # a link from here on, checked by the arena as a link
+    arena.forget(folder / "plugin.json")  # a link from here on, checked by the arena as a link
     (folder / "plugin.json").unlink()
     (folder / "plugin.json").symlink_to(Path("conf") / "plugin.json")
     checked = manifest_module._resolve_inside

@@ -264,7 +264,7 @@ def test_a_command_that_never_returns_stops_the_plugin_not_the_host(arena):
         # stopped for good: a second call does not get to run plugin code
         with pytest.raises(PluginError):
             await arena.host.invoke("hog", "hog.spin")
-        assert "loot" not in arena._rows("hog")
+        assert "loot" not in arena.rows("hog")
 
     arena.run(attack)
 
@@ -277,7 +277,7 @@ def test_a_deactivate_that_never_returns_is_cut_off(arena):
         record = await arena.host.deactivate("hog")
         assert isinstance(record.error, BudgetExceededError), record.error
         assert record.state is not PluginState.ACTIVE
-        assert "loot" not in arena._rows("hog")
+        assert "loot" not in arena.rows("hog")
 
     arena.run(attack)
 
