@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import textwrap
 import threading
 from pathlib import Path
@@ -15,6 +16,17 @@ from hostrt.capabilities import Capability
 from hostrt.context import ActivationContext
 from hostrt.grants import GrantManager
 from hostrt.store import Store
+
+
+class LogCapture(logging.Handler):
+    """Keeps every record logged to the logger it is added to."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ from hostrt.runtimes.pysandbox import facade as facade_module
 from hostrt.runtimes.python import PythonRuntime
 from hostrt.store import Store
 
-from conftest import RecordingGate
+from conftest import LogCapture, RecordingGate
 
 SECRET = "hostrt-secret-" + uuid.uuid4().hex
 HOSTRT_DIR = str(Path(hostrt.__file__).resolve().parent)
@@ -65,15 +65,6 @@ class Outcome:
         return "\n".join(parts)
 
 
-class _Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 def write_source(root: Path, plugin_id: str, source: str, timeout_ms: int) -> PluginSource:
     folder = root / plugin_id
     folder.mkdir(parents=True, exist_ok=True)
@@ -90,7 +81,7 @@ async def load_and_activate(
     store: Store | None = None, grace_s: float = 1.0,
 ) -> Outcome:
     gate = RecordingGate(plugin_id, store, secret=SECRET)
-    capture = _Capture()
+    capture = LogCapture()
     logging.getLogger("hostrt").addHandler(capture)
     start = time.monotonic()
     error: HostrtError | None = None

@@ -55,6 +55,8 @@ from hostrt.runtimes.pysandbox.limits import MAX_BYTES, MAX_ITEMS, MAX_SOURCE_CH
 from hostrt.runtimes.python import PythonRuntime
 from hostrt.store import Store
 
+from conftest import LogCapture
+
 SECRET = "hostrt-attack-secret-" + uuid.uuid4().hex
 HOSTRT_DIR = str(Path(hostrt.__file__).resolve().parent)
 PLUGIN_IDS = ("probe", "victim", "fresh")
@@ -97,15 +99,6 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
     store.close()
 
 
-class _Capture(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
 @dataclass
 class Outcome:
     error: HostrtError | None
@@ -143,7 +136,7 @@ async def run_plugin(
     """Load and activate (and optionally deactivate) one plugin against a
     real gate; collect its error, the time it took, its stored values and
     every hostrt log record."""
-    capture = _Capture()
+    capture = LogCapture()
     hostrt_logger = logging.getLogger("hostrt")
     old_level = hostrt_logger.level
     hostrt_logger.setLevel(logging.DEBUG)
@@ -746,7 +739,7 @@ def test_exception_messages_cannot_forge_host_log_lines(tmp_path, world):
     plugins.mkdir()
     _write_plugin(plugins, "probe", FORGER, 1000)
     _write_plugin(plugins, "fresh", activate_body("ctx.storage.set('alive', ctx.plugin.id)"), 1000)
-    capture = _Capture()
+    capture = LogCapture()
     hostrt_logger = logging.getLogger("hostrt")
     old_level = hostrt_logger.level
     hostrt_logger.setLevel(logging.DEBUG)

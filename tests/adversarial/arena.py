@@ -33,6 +33,8 @@ from typing import Any
 from hostrt import Host, HostPolicy, HostrtError, PluginState
 from hostrt.errors import PluginError
 
+from conftest import LogCapture
+
 #: How long one step (activating an attack, a command, a delivery) may take
 #: before the attack counts as having hung the host.
 STEP_S = 30.0
@@ -68,15 +70,8 @@ class Attempt:
         )
 
 
-class _Capture(logging.Handler):
-    """Every record hostrt logs, as text (message, fields, traceback)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
+class _Capture(LogCapture):
+    """Every record hostrt logs, and all of it as text."""
 
     def text(self) -> str:
         parts = []
