@@ -18,9 +18,10 @@ the module docstrings of hostrt/runtimes/pysandbox/regex.py and budget.py):
   items) runs to its end and the host then fails the plugin on its
   deadline: tested here;
 * C code walking a structure the plugin built with shared parts (``==`` or
-  ``hash`` over a list or tuple DAG 64 levels deep visits 2**64 paths) is
-  one C call no size limit sees and no budget check interrupts: kept as a
-  strict xfail that documents the hole.
+  ``hash`` over a list or tuple DAG 64 levels deep visits 2**64 paths; a
+  dictionary lookup comparing frozenset DAGs, which hash cheaply; ``heapq``
+  comparing list DAGs) is one C call no size limit sees and no budget check
+  interrupts: kept as strict xfails that document the hole.
 """
 
 from __future__ import annotations
@@ -169,6 +170,31 @@ SHARED_STRUCTURES = {
         for i in range(64):
             t = (t, t)
         ctx.storage.set('hashed', len({t}))
+    """,
+    # Cheap to build and to hash (a frozenset hashes from its items' stored
+    # hashes), so refusing to *build* huge tuples would not help: the
+    # dictionary lookup finds an equal hash and compares, 2**64 paths.
+    "dictionary key compared on a frozenset DAG": """
+        def dag():
+            f = frozenset({0})
+            for i in range(64):
+                f = frozenset({(f, 1), (f, 2)})
+            return f
+        d = {dag(): 1}
+        ctx.storage.set('found', d[dag()])
+    """,
+    # Standard-library sites compare too (heapq, bisect, itertools.groupby,
+    # functools.lru_cache, deque.count, set operators, dict views).
+    "heapq comparing list DAGs": """
+        import heapq
+        def dag():
+            a = [0]
+            for i in range(64):
+                a = [a, a]
+            return a
+        heap = [dag()]
+        heapq.heappush(heap, dag())
+        ctx.storage.set('pushed', len(heap))
     """,
 }
 
