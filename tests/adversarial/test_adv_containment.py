@@ -43,7 +43,7 @@ REPO = TESTS.parent
 #: How long a child arena may take (start, attack, containment check, close).
 CHILD_TIMEOUT_S = 60.0
 #: For attacks known to freeze the interpreter: enough for a contained run.
-FROZEN_TIMEOUT_S = 20.0
+FROZEN_TIMEOUT_S = 12.0
 
 CHILD = """
 import asyncio, json, sys
