@@ -71,12 +71,18 @@
     return typeof v.then === "function";
   };
 
+  // A wrapper reports the `length` of what it stands for (`name` comes
+  // from how it is defined, a method, which is also never a constructor).
+  const sameLength = (wrapper, original) =>
+    ObjectDefineProperty(wrapper, "length", { value: original.length, writable: false, enumerable: false, configurable: true });
   // Replaces owner[name] with a method (of the same name) that runs
   // body(original, receiver, args); skipped where V8 lacks the method.
   const replaceMethod = (owner, name, body) => {
     const original = owner[name];
     if (typeof original !== "function") return;
-    owner[name] = { [name](...args) { return body(original, this, args); } }[name];
+    const wrapper = { [name](...args) { return body(original, this, args); } }[name];
+    sameLength(wrapper, original);
+    owner[name] = wrapper;
   };
 
   // -- memory outside the heap ----------------------------------------------------
@@ -391,14 +397,13 @@
   // the heap makes V8 abort the process instead of failing: such strings
   // (cheap to make with repeat(), which builds them lazily) are refused.
   const stringLength = (v) => (typeof v === "string" ? v.length : StringCtor(v).length);
+  const tooLong = (what, n) => new RangeErrorCtor(what + ": a string of " + n +
+    " characters is longer than this plugin's memory limit allows (" + maxElements + ")");
   const guardString = (owner, name, pick) => {
     const what = (typeof name === "symbol" ? "RegExp.prototype[" + StringCtor(name.description) + "]" : name) + "()";
     replaceMethod(owner, name, (original, self, args) => {
       const subject = pick(self, args);
-      if (subject !== undefined && stringLength(subject) > maxElements) {
-        throw new RangeErrorCtor(what + ": a string of " + stringLength(subject) +
-          " characters is longer than this plugin's memory limit allows (" + maxElements + ")");
-      }
+      if (subject !== undefined && stringLength(subject) > maxElements) throw tooLong(what, stringLength(subject));
       return ReflectApply(original, self, args);
     });
   };
@@ -425,6 +430,178 @@
       });
     }
   }
+
+  // -- strings copied whole in one step --------------------------------------------
+  // A string of half a billion characters costs almost nothing to build
+  // (`s + s`, repeat(): V8 keeps it as a rope of the parts). The builtins
+  // below flatten it and copy it again (for ICU, the URI coder, the JSON
+  // serializer) in one C++ call, outside the heap limit; a string longer
+  // than the heap could hold anyway is refused before they start. What
+  // is not a string already is converted once, here, and V8 gets the
+  // result: a toString cannot show the check one length and V8 another.
+  const WeakMapCtor = WeakMap;
+  const weakMapGet = WeakMap.prototype.get;
+  const weakMapSet = WeakMap.prototype.set;
+  const ObjectHasOwn = Object.hasOwn;
+  const SymbolToPrimitive = Symbol.toPrimitive;
+  const dateToPrimitive = Date.prototype[Symbol.toPrimitive];
+  const stringValueOf = String.prototype.valueOf;
+  const isObject = (v) => v !== null && (typeof v === "object" || typeof v === "function");
+  // ToString, once (null, undefined and symbols are left to V8 and its errors).
+  const fitting = (what, v) => {
+    if (isObject(v) || typeof v === "bigint") v = StringCtor(v);
+    if (typeof v === "string" && v.length > maxElements) throw tooLong(what, v.length);
+    return v;
+  };
+  // ToPrimitive(v, number), once: Intl.NumberFormat reads a string result
+  // as a decimal number of any length.
+  const fittingNumber = (what, v) => {
+    if (isObject(v)) {
+      const exotic = v[SymbolToPrimitive];
+      if (exotic === undefined || exotic === null) v = ReflectApply(dateToPrimitive, v, ["number"]);
+      else {
+        v = ReflectApply(exotic, v, ["number"]);
+        if (isObject(v)) throw new TypeErrorCtor("Cannot convert object to primitive value");
+      }
+    }
+    if (typeof v === "string" && v.length > maxElements) throw tooLong(what, v.length);
+    return v;
+  };
+  // owner[name] checks its receiver (if `receiver`) and its first `count`
+  // arguments with `convert` before V8 sees them.
+  const guardWhole = (owner, prefix, name, receiver, count, convert) => {
+    const what = prefix + name + "()";
+    replaceMethod(owner, name, (original, self, args) => {
+      if (receiver) {
+        // V8's own TypeError for a missing receiver, before any conversion.
+        if (self === null || self === undefined) return ReflectApply(original, self, args);
+        self = convert(what, self);
+      }
+      for (let i = 0; i < count && i < args.length; i++) args[i] = convert(what, args[i]);
+      return ReflectApply(original, self, args);
+    });
+  };
+  for (const name of ["normalize", "toUpperCase", "toLowerCase", "toLocaleUpperCase", "toLocaleLowerCase",
+                      "isWellFormed", "toWellFormed"]) {
+    guardWhole(StringProto, "String.prototype.", name, true, 0, fitting);
+  }
+  guardWhole(StringProto, "String.prototype.", "localeCompare", true, 1, fitting);
+  for (const name of ["encodeURIComponent", "encodeURI", "decodeURIComponent", "decodeURI", "escape", "unescape"]) {
+    guardWhole(global, "", name, false, 1, fitting);
+  }
+  // Intl.Collator's compare and Intl.NumberFormat's format are getters of
+  // a function bound to their object, the same one each time: so is the
+  // checking function standing for it.
+  const guardBound = (proto, prefix, name, count, convert) => {
+    const own = ObjectGetOwnPropertyDescriptor(proto, name);
+    if (own === undefined || typeof own.get !== "function") return;
+    const what = prefix + name + "()";
+    const getBound = own.get;
+    const wrappers = new WeakMapCtor();
+    const getter = ObjectGetOwnPropertyDescriptor({
+      get [name]() {
+        const bound = ReflectApply(getBound, this, []);
+        let wrapper = ReflectApply(weakMapGet, wrappers, [bound]);
+        if (wrapper === undefined) {
+          wrapper = { [""](...args) {
+            for (let i = 0; i < count && i < args.length; i++) args[i] = convert(what, args[i]);
+            return ReflectApply(bound, undefined, args);
+          } }[""];
+          sameLength(wrapper, bound);
+          ReflectApply(weakMapSet, wrappers, [bound, wrapper]);
+        }
+        return wrapper;
+      },
+    }, name).get;
+    ObjectDefineProperty(proto, name, { get: getter, set: own.set, enumerable: own.enumerable, configurable: own.configurable });
+  };
+  const IntlObject = typeof Intl === "object" && Intl !== null ? Intl : {};
+  if (typeof IntlObject.Segmenter === "function") {
+    guardWhole(IntlObject.Segmenter.prototype, "Intl.Segmenter.prototype.", "segment", false, 1, fitting);
+  }
+  if (typeof IntlObject.Collator === "function") {
+    guardBound(IntlObject.Collator.prototype, "Intl.Collator.prototype.", "compare", 2, fitting);
+  }
+  if (typeof IntlObject.NumberFormat === "function") {
+    const proto = IntlObject.NumberFormat.prototype;
+    guardBound(proto, "Intl.NumberFormat.prototype.", "format", 1, fittingNumber);
+    guardWhole(proto, "Intl.NumberFormat.prototype.", "formatToParts", false, 1, fittingNumber);
+    for (const name of ["formatRange", "formatRangeToParts"]) {
+      guardWhole(proto, "Intl.NumberFormat.prototype.", name, false, 2, fittingNumber);
+    }
+  }
+  // JSON.parse flattens its text first.
+  guardWhole(JSON, "JSON.", "parse", false, 1, fitting);
+  // JSON.stringify escapes every string into its result. Checking every
+  // string of a large value would cost as much as the serializing, so
+  // only the first JSON_LOOK values (breadth first, own data properties
+  // of arrays and plain objects, read without running getters) are looked
+  // at, and refused past the limit each or in all. A replacer function
+  // sees every value (after toJSON): what it returns is checked too.
+  const JSON_LOOK = 256;
+  const tooMuchText = (what, total) => new RangeErrorCtor(what + ": strings of " + total +
+    " characters in all are longer than this plugin's memory limit allows (" + maxElements + ")");
+  const lookAtStrings = (value, what) => {
+    const queue = [value];
+    let total = 0;
+    for (let head = 0; head < queue.length; head++) {
+      let v = queue[head];
+      if (isObject(v)) {
+        const proto = ObjectGetPrototypeOf(v);
+        if (proto === StringProto) {
+          try { v = ReflectApply(stringValueOf, v, []); } catch (_) { continue; }
+        } else {
+          const array = ArrayIsArray(v);
+          if (queue.length >= JSON_LOOK || (!array && proto !== ObjectPrototype && proto !== null)) continue;
+          const keys = array ? null : ObjectKeys(v);
+          const n = array ? v.length : keys.length;
+          for (let i = 0; i < n && queue.length < JSON_LOOK; i++) {
+            const own = ObjectGetOwnPropertyDescriptor(v, array ? i : keys[i]);
+            if (own !== undefined && ObjectHasOwn(own, "value")) queue[queue.length] = own.value;
+          }
+          continue;
+        }
+      }
+      if (typeof v === "string") {
+        if (v.length > maxElements) throw tooLong(what, v.length);
+        total += v.length;
+        if (total > maxElements) throw tooMuchText(what, total);
+      }
+    }
+  };
+  replaceMethod(JSON, "stringify", (original, self, args) => {
+    const what = "JSON.stringify()";
+    lookAtStrings(args[0], what);
+    const replacer = args[1];
+    if (typeof replacer === "function") {
+      args[1] = function (key, value) {
+        const result = ReflectApply(replacer, this, [key, value]);
+        if (typeof result === "string" && result.length > maxElements) throw tooLong(what, result.length);
+        return result;
+      };
+    }
+    return ReflectApply(original, self, args);
+  });
+  // Array.prototype.join copies every string element (and the separator
+  // between them) into its result: their lengths are added up first.
+  replaceMethod(ArrayProto, "join", (original, self, args) => {
+    const what = "Array.prototype.join()";
+    if (self === null || self === undefined) return ReflectApply(original, self, args);
+    const target = walkOf(self, what, false);
+    const n = ArrayIsArray(target) ? target.length : toLength(ObjectGetOwnPropertyDescriptor(target, "length").value);
+    let separator = args[0];
+    if (separator !== undefined && typeof separator !== "symbol") {
+      args[0] = separator = StringCtor(separator);
+      if (separator.length > maxElements) throw tooLong(what, separator.length);
+    }
+    let total = n > 1 ? (typeof separator === "string" ? separator.length : 1) * (n - 1) : 0;
+    for (let i = 0; i < n; i++) {
+      const item = target[i];
+      if (typeof item === "string") total += item.length;
+    }
+    if (total > maxElements) throw tooLong(what, total);
+    return ReflectApply(original, target, args);
+  });
 
   replaceMethod(Array, "from", (original, self, [items, ...rest]) => {
     if (items !== null && items !== undefined) items = listOf(items, "Array.from()");

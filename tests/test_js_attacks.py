@@ -1430,6 +1430,70 @@ def test_array_buffer_memory_past_the_limit_is_refused(tmp_path: Path, expr: str
     run(main())
 
 
+#: Calls that copy a whole string in one step, on a rope S of 2**28
+#: characters (free to build; copying it once grew the host by up to
+#: 1.4 GB), each with the builtin its refusal names.
+WHOLE_STRING_CALLS = [
+    ("S.normalize()", "String.prototype.normalize()"),
+    ("S.toLocaleUpperCase()", "String.prototype.toLocaleUpperCase()"),
+    ("'a'.localeCompare({ toString() { return S; } })", "String.prototype.localeCompare()"),
+    ("encodeURIComponent(S)", "encodeURIComponent()"),
+    ("unescape(S)", "unescape()"),
+    ("new Intl.Segmenter().segment(S)", "Intl.Segmenter.prototype.segment()"),
+    ("collator.compare(S, 'a')", "Intl.Collator.prototype.compare()"),
+    ("numbers.format(S)", "Intl.NumberFormat.prototype.format()"),
+    ("numbers.format({ [Symbol.toPrimitive]() { return S; } })", "Intl.NumberFormat.prototype.format()"),
+    ("JSON.stringify([{ a: S }])", "JSON.stringify()"),
+    ("JSON.stringify({}, () => S)", "JSON.stringify()"),
+    ("JSON.parse(S)", "JSON.parse()"),
+    ("[S].join('')", "Array.prototype.join()"),
+]
+
+
+def test_whole_string_copies_are_refused_before_the_host_grows_whatever_the_plugin_rewrote(tmp_path: Path) -> None:
+    source = """
+        const collator = new Intl.Collator();
+        const numbers = new Intl.NumberFormat();
+        // What the checks use, rewritten before they run.
+        globalThis.String = function () { return ""; };
+        Reflect.apply = function () { return "rewritten"; };
+        Object.getOwnPropertyDescriptor = function () { return undefined; };
+        Object.hasOwn = Object.keys = Array.isArray = function () { return false; };
+        Object.getPrototypeOf = function () { return null; };
+        WeakMap.prototype.get = function () { return function () { return "rewritten"; }; };
+        Date.prototype[Symbol.toPrimitive] = function () { return 1; };
+        globalThis.RangeError = function () { return {}; };
+        module.exports = {
+          activate() {},
+          copy() {
+            let S = "x";
+            while (S.length < 2 ** 28) S += S;
+            return [%s].map((call) => {
+              try { call(); return ["copied"]; } catch (e) { return [e.constructor.name, e.message]; }
+            });
+          },
+        };
+    """ % ", ".join(f"() => {call}" for call, _what in WHOLE_STRING_CALLS)
+
+    async def main() -> None:
+        async with Arena(tmp_path, source) as arena:
+            assert (await arena.activate()).state is PluginState.ACTIVE
+            with PeakRss() as peak:
+                outcomes = await arena.call("copy")
+            allowed = MEMORY_MB * MIB // 8
+            assert outcomes == [
+                ["RangeError", f"{what}: a string of {2 ** 28} characters is longer than this plugin's memory "
+                               f"limit allows ({allowed})"]
+                for _call, what in WHOLE_STRING_CALLS
+            ]
+            assert arena.attacker.state is PluginState.ACTIVE
+            # Not one of the copies was made: 2**28 characters are 256 MiB.
+            assert peak.growth < 128 * MIB, peak.growth
+            await arena.assert_others_unharmed()
+
+    run(main())
+
+
 # name -> (code, how it ends): "limit" stops the plugin (E_LIMIT); otherwise
 # V8 throws that error in the plugin's own code.
 HEAP_BOMBS = {

@@ -12,6 +12,7 @@ else carried on.
 from __future__ import annotations
 
 import asyncio
+import resource
 import time
 
 import pytest
@@ -156,6 +157,173 @@ def test_array_buffer_memory_is_charged_against_the_memory_limit(arena, allocati
         kind, message = attempt.loot["outcome"]
         assert kind == "RangeError", (kind, message)
         assert "more bytes of ArrayBuffer memory would pass this plugin's limit of 16777216 bytes" in message, message
+
+    arena.run(attack)
+
+
+# --------------------------------------------------------------------------
+# 2b. whole strings copied in one step
+
+#: A 16 MiB plugin's longest string for the builtins that copy a whole
+#: string in one C++ call (memoryMb / 8 characters).
+MAX_CHARS = 16 * MIB // 8
+#: A string far past it, built as a rope for almost nothing; flattening and
+#: copying it once grew the host by up to 1.4 GB.
+HUGE_CHARS = 2 ** 28
+
+#: name -> (the builtin as the refusal names it, a call on the string S).
+WHOLE_STRING = {
+    "normalize": ("String.prototype.normalize()", "S.normalize('NFKC')"),
+    "to-upper-case": ("String.prototype.toUpperCase()", "S.toUpperCase()"),
+    "to-lower-case": ("String.prototype.toLowerCase()", "S.toLowerCase()"),
+    "to-locale-upper-case": ("String.prototype.toLocaleUpperCase()", "S.toLocaleUpperCase('tr')"),
+    "to-locale-lower-case": ("String.prototype.toLocaleLowerCase()", "S.toLocaleLowerCase('tr')"),
+    "is-well-formed": ("String.prototype.isWellFormed()", "S.isWellFormed()"),
+    "to-well-formed": ("String.prototype.toWellFormed()", "S.toWellFormed()"),
+    "locale-compare": ("String.prototype.localeCompare()", "'a'.localeCompare({ toString: () => S })"),
+    "encode-uri-component": ("encodeURIComponent()", "encodeURIComponent(S)"),
+    "encode-uri": ("encodeURI()", "encodeURI(S)"),
+    "decode-uri-component": ("decodeURIComponent()", "decodeURIComponent(S)"),
+    "decode-uri": ("decodeURI()", "decodeURI(S)"),
+    "escape": ("escape()", "escape(S)"),
+    "unescape": ("unescape()", "unescape(S)"),
+    "segmenter": ("Intl.Segmenter.prototype.segment()", "new Intl.Segmenter('en', { granularity: 'word' }).segment(S)"),
+    "collator": ("Intl.Collator.prototype.compare()", "['a'].map(() => new Intl.Collator('de').compare('a', S))"),
+    "number-format": ("Intl.NumberFormat.prototype.format()", "new Intl.NumberFormat('en').format({ valueOf: () => S })"),
+    "number-format-parts": ("Intl.NumberFormat.prototype.formatToParts()", "new Intl.NumberFormat('en').formatToParts(S)"),
+    "number-format-range": ("Intl.NumberFormat.prototype.formatRange()", "new Intl.NumberFormat('en').formatRange(1, S)"),
+    "json-stringify": ("JSON.stringify()", "JSON.stringify({ data: [1, { text: S }] })"),
+    "json-stringify-replacer": ("JSON.stringify()", "JSON.stringify({ data: 1 }, (key, value) => key ? S : value)"),
+    "json-parse": ("JSON.parse()", "JSON.parse(S)"),
+    "array-join": ("Array.prototype.join()", "[S].join()"),
+    "array-to-string": ("Array.prototype.join()", "`${[S]}`"),
+}
+
+WHOLE_STRING_JS = r"""
+// A rope of n digits, as cheap to make however long it is.
+const sized = (n) => { let s = "1"; while (s.length * 2 <= n) s += s; return s + "1".repeat(n - s.length); };
+const attempt = (S) => {
+  try { const made = CALL; return ["done", typeof made]; }
+  catch (e) { return [e.name, e.message]; }
+};
+exports.activate = async (ctx) => {
+  const outcome = {};
+  for (const [name, n] of [["huge", HUGE], ["over", MAX + 1], ["under", MAX]]) outcome[name] = attempt(sized(n));
+  await ctx.storage.set("outcome", outcome);
+};
+"""
+
+
+@pytest.mark.parametrize("what, call", list(WHOLE_STRING.values()), ids=list(WHOLE_STRING))
+def test_whole_string_builtins_refuse_strings_past_the_memory_limit_up_front(arena, what, call):
+    async def attack(arena):
+        source = (WHOLE_STRING_JS.replace("CALL", call).replace("HUGE", str(HUGE_CHARS))
+                  .replace("MAX", str(MAX_CHARS)))
+        grown_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        attempt = await attack_js(arena, "strings", source, limits={"timeoutMs": 3000, "memoryMb": 16})
+        # The process's peak (KiB) did not take the copy: refused before V8 started.
+        assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - grown_before < 256 * 1024
+        assert attempt.state is PluginState.ACTIVE, attempt.error
+        outcome = attempt.loot["outcome"]
+        for size, n in (("huge", HUGE_CHARS), ("over", MAX_CHARS + 1)):
+            assert outcome[size] == [
+                "RangeError",
+                f"{what}: a string of {n} characters is longer than this plugin's memory limit allows ({MAX_CHARS})",
+            ], (size, outcome[size])
+        assert outcome["under"][0] == "done", outcome["under"]
+
+    arena.run(attack)
+
+
+def test_json_stringify_refuses_strings_past_the_memory_limit_in_all(arena):
+    async def attack(arena):
+        source = r"""
+exports.activate = async (ctx) => {
+  const part = "y".repeat(1024 * 1024);
+  const refused = (f) => { try { f(); return null; } catch (e) { return [e.name, e.message]; } };
+  await ctx.storage.set("outcome", {
+    inAll: refused(() => JSON.stringify({ a: part, b: [part, part] })),
+    boxed: refused(() => JSON.stringify([new String(part + part + part)])),
+    fine: JSON.stringify({ a: part.slice(0, 10), b: [1, 2] }),
+  });
+};
+"""
+        attempt = await attack_js(arena, "json", source)
+        assert attempt.state is PluginState.ACTIVE, attempt.error
+        outcome = attempt.loot["outcome"]
+        assert outcome["inAll"] == [
+            "RangeError", f"JSON.stringify(): strings of {3 * MIB} characters in all are longer than this plugin's "
+                          f"memory limit allows ({MAX_CHARS})"]
+        assert outcome["boxed"] == [
+            "RangeError", f"JSON.stringify(): a string of {3 * MIB} characters is longer than this plugin's "
+                          f"memory limit allows ({MAX_CHARS})"]
+        assert outcome["fine"] == '{"a":"yyyyyyyyyy","b":[1,2]}'
+
+    arena.run(attack)
+
+
+#: Every builtin guarded above, on ordinary strings, with what V8 answers.
+ORDINARY_STRINGS_JS = r"""
+exports.activate = async (ctx) => {
+  const collator = new Intl.Collator("en");
+  const numbers = new Intl.NumberFormat("en");
+  const results = {
+    normalize: ["e\u0301".normalize(), "\u00e9".normalize("NFD").length],
+    upper: "straße".toUpperCase(), lower: "ÀB".toLowerCase(),
+    localeUpper: "i".toLocaleUpperCase("tr"), localeLower: "I".toLocaleLowerCase("tr"),
+    wellFormed: ["a\uD800".isWellFormed(), "a\uD800".toWellFormed()],
+    localeCompare: ["a".localeCompare("b"), "b".localeCompare("a", "en"), { toString: () => "a" }.toString().localeCompare("a")],
+    uri: [encodeURIComponent("a b/é"), encodeURI("http://x/a b?q=é"), decodeURIComponent("%C3%A9%2F"), decodeURI("a%20b%2F")],
+    escape: [escape("a b+é"), unescape("%41%u00e9")],
+    segments: Array.from(new Intl.Segmenter("en", { granularity: "word" }).segment("hi there"), (s) => s.segment),
+    collator: [collator.compare("a", "b"), ["b", "c", "a"].sort(collator.compare), collator.compare === collator.compare],
+    numbers: [numbers.format(1234.5), numbers.format("1234.5"), numbers.format(12n), numbers.format(new Date(5)),
+              numbers.formatToParts(1000).map((p) => p.type), numbers.formatRange(1, "2")],
+    json: [JSON.stringify({ a: [1, "x"], b: null }), JSON.stringify({ a: 1, b: 2 }, ["a"]),
+           JSON.stringify({ a: 1 }, (k, v) => (typeof v === "number" ? v + 1 : v)), JSON.stringify(new Date(0)),
+           JSON.stringify([new String("q")], null, 1), JSON.parse('{"a":[1,"x"]}', (k, v) => (k === "0" ? 2 : v))],
+    join: [[1, 2, 3].join("-"), [1, null, "a", undefined].join(), String([1, [2, 3]]), Array.prototype.join.call({ length: 2, 0: "a", 1: "b" }, "+")],
+    lengths: [String.prototype.normalize.length, String.prototype.localeCompare.length, String.prototype.split.length,
+              encodeURIComponent.length, JSON.stringify.length, JSON.parse.length, Array.prototype.join.length,
+              Intl.Segmenter.prototype.segment.length, collator.compare.length, numbers.format.length],
+    names: [String.prototype.toUpperCase.name, decodeURI.name, JSON.stringify.name, Array.prototype.join.name,
+            Object.getOwnPropertyDescriptor(Intl.Collator.prototype, "compare").get.name, collator.compare.name],
+    enumerable: ["normalize", "localeCompare"].some((k) => Object.keys(String.prototype).includes(k)) ||
+                Object.keys(globalThis).includes("escape") || Object.keys(JSON).length,
+    applied: [Reflect.apply(String.prototype.toUpperCase, "ab", []), String.prototype.normalize.call("x"),
+              encodeURIComponent.apply(null, ["a b"])],
+    constructible: [() => new String.prototype.normalize(), () => new encodeURIComponent(), () => new JSON.stringify()]
+      .map((f) => { try { f(); return true; } catch (e) { return e.name; } }),
+  };
+  await ctx.storage.set("results", results);
+};
+"""
+
+
+def test_guarded_string_builtins_work_as_before_on_ordinary_strings(arena):
+    async def attack(arena):
+        attempt = await attack_js(arena, "ordinary", ORDINARY_STRINGS_JS)
+        assert attempt.state is PluginState.ACTIVE, attempt.error
+        assert attempt.loot["results"] == {
+            "normalize": ["\u00e9", 2],
+            "upper": "STRASSE", "lower": "àb",
+            "localeUpper": "\u0130", "localeLower": "\u0131",
+            "wellFormed": [False, "a\ufffd"],
+            "localeCompare": [-1, 1, 0],
+            "uri": ["a%20b%2F%C3%A9", "http://x/a%20b?q=%C3%A9", "\u00e9/", "a b%2F"],
+            "escape": ["a%20b+%E9", "A\u00e9"],
+            "segments": ["hi", " ", "there"],
+            "collator": [-1, ["a", "b", "c"], True],
+            "numbers": ["1,234.5", "1,234.5", "12", "5", ["integer", "group", "integer"], "1–2"],
+            "json": ['{"a":[1,"x"],"b":null}', '{"a":1}', '{"a":2}', '"1970-01-01T00:00:00.000Z"', '[\n "q"\n]',
+                     {"a": [2, "x"]}],
+            "join": ["1-2-3", "1,,a,", "1,2,3", "a+b"],
+            "lengths": [0, 1, 2, 1, 3, 2, 1, 1, 2, 1],
+            "names": ["toUpperCase", "decodeURI", "stringify", "join", "get compare", ""],
+            "enumerable": 0,
+            "applied": ["AB", "x", "a%20b"],
+            "constructible": ["TypeError", "TypeError", "TypeError"],
+        }
 
     arena.run(attack)
 
