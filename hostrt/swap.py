@@ -176,9 +176,10 @@ class HotSwap:
         granted = tuple(self.grants.grant_requested(pid, actor="dev", requests=requested)) if grant_requested else ()
         refusal = self._refusal(pid, new, requested)
         if refusal is not None:
-            if isinstance(refusal, CapabilityError):
+            if self.grants.missing(pid, requests=requested):
                 # Granting is checked against what a plugin requests; while
-                # this version waits for its grants, they may be given.
+                # this version waits (for its grants, or for a dependency
+                # as well), what it requests may be granted.
                 self._pending[pid] = requested
             return kept(refusal, granted)
         try:

@@ -703,3 +703,26 @@ def test_a_frame_line_holding_control_characters_stays_one_console_line(tmp_path
     lines = out.getvalue().splitlines()
     assert [line.split("] ", 1)[1] for line in lines[-1:]] == ["    > 1 | x = 1  # \\x0c\\x1c\\x1b[2J"]
     assert all("\x1b" not in line and "\x0c" not in line for line in lines)
+
+
+def test_a_version_waiting_for_a_dependency_may_be_granted_what_it_requests(plugins_dir, tmp_path):
+    write(plugins_dir, "probe", "python", "v1")
+
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            # refused for its dependency first, but it also asks for storage:
+            # the grant can be given while it waits, so one fix suffices
+            write(plugins_dir, "probe", "python", "v2", capabilities=["storage"], relationships=requires("lib"))
+            result = await host.reload("probe")
+            assert result.outcome is ReloadOutcome.KEPT and isinstance(result.error, DependencyError)
+            assert host.grants.grant("probe", "storage")
+            write(plugins_dir, "lib", "python", "l1")
+            results = {r.plugin_id: r for r in await host.sync_folders(["lib", "probe"])}
+            assert results["lib"].outcome is ReloadOutcome.STARTED
+            assert results["probe"].outcome is ReloadOutcome.RELOADED
+            assert await version(host) == {"tag": "v2", "reloads": 1}
+            # nothing beyond what some version requests was ever grantable
+            with pytest.raises(GrantError):
+                host.grants.grant("probe", "settings.write")
+
+    run(main())
