@@ -58,6 +58,9 @@ class HotSwap:
     """Hot reload for :class:`~hostrt.host.Host` (which inherits it): the
     public ``reload``, ``sync_folders`` and ``watch``, and the swap."""
 
+    #: The folders of the burst being synced that are still to come.
+    _in_burst: frozenset[str] = frozenset()
+
     async def reload(self, plugin_id: str, *, grant_requested: bool = False) -> ReloadResult:
         """Bring one plugin up to date with its folder on disk.
 
@@ -111,10 +114,23 @@ class HotSwap:
         names = {name for name in folders if name and not name.startswith(".") and Path(name).name == name}
         fresh = {name: self._read_folder(self.plugins_dir / name, disabled) for name in names}
         results: list[ReloadResult] = []
-        for name in _requirements_first(fresh):
-            result = await self._sync_folder(name, fresh[name], start_new, grant_requested)
-            if result is not None:
-                results.append(result)
+        order = _requirements_first(fresh)
+        try:
+            for i, name in enumerate(order):
+                # A dependent still to come in this burst is judged against
+                # the new version of what it requires when its turn comes,
+                # rather than stopped now (which would lose its state).
+                self._in_burst = frozenset(order[i + 1:])
+                result = await self._sync_folder(name, fresh[name], start_new, grant_requested)
+                if result is not None:
+                    results.append(result)
+        finally:
+            self._in_burst = frozenset()
+        # Those whose new version was refused may still not accept it.
+        for name in order:
+            record = self._records.get(name)
+            if record is not None and record.state is PluginState.ACTIVE:
+                await self._block_dependents(name, None)
         results.extend(await self._retry_blocked())
         for result in results:
             self._report(result)
@@ -273,6 +289,8 @@ class HotSwap:
                 continue  # blocked already, as a dependent of an earlier one
             if why is not None:
                 reason = f"requires '{pid}', which {why}"
+            elif other.id in self._in_burst:
+                continue
             else:
                 problems = [p for p in requirement_problems(other.manifest, available) if f"'{pid}'" in p]
                 if not problems:

@@ -726,3 +726,28 @@ def test_a_version_waiting_for_a_dependency_may_be_granted_what_it_requests(plug
                 host.grants.grant("probe", "settings.write")
 
     run(main())
+
+
+def test_a_dependent_saved_with_a_new_major_of_its_requirement_keeps_its_state(plugins_dir, tmp_path):
+    write(plugins_dir, "lib", "python", "l1")
+    write(plugins_dir, "app", "python", "a1", relationships=requires("lib"))
+
+    async def main():
+        async with await host_with(plugins_dir, tmp_path / "host.db") as host:
+            # one burst: lib 2.0.0, and app now requiring ^2.0.0
+            write(plugins_dir, "lib", "python", "l2", version="2.0.0")
+            write(plugins_dir, "app", "python", "a2", relationships=requires("lib", version_range="^2.0.0"))
+            results = {r.plugin_id: r for r in await host.sync_folders(["app", "lib"])}
+            assert results["lib"].outcome is ReloadOutcome.RELOADED
+            assert results["app"].outcome is ReloadOutcome.RELOADED
+            assert await version(host, "app") == {"tag": "a2", "reloads": 1}  # state handed over
+            # a burst in which the dependent's new version is refused: the
+            # old one does not accept lib 3.0.0 and is blocked
+            write(plugins_dir, "lib", "python", "l3", version="3.0.0")
+            (plugins_dir / "app" / "plugin.py").write_text("def activate(ctx):\n    oops(\n")
+            results = {r.plugin_id: r for r in await host.sync_folders(["app", "lib"])}
+            assert results["app"].outcome is ReloadOutcome.KEPT
+            app = host.plugins["app"]
+            assert app.state is PluginState.BLOCKED and "^2.0.0" in app.error.message
+
+    run(main())
