@@ -14,6 +14,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -70,6 +71,11 @@ class DevConsole:
             lines.extend(indent + line for line in error.plugin_traceback.rstrip().splitlines())
         self.say("\n".join(lines))
 
+    def granted(self, plugin_id: str, capabilities: Sequence[str]) -> None:
+        """Say, loudly, what ``--grant-requested`` granted."""
+        for capability in capabilities:
+            self.say(f"!!! granted {capability} to {plugin_id} (--grant-requested)")
+
     # -- what the host reports ---------------------------------------------------
 
     def lifecycle(self, record: PluginRecord, error: HostrtError | None) -> None:
@@ -97,8 +103,7 @@ class DevConsole:
             self.say(f"{result.plugin_id} removed")
         elif outcome is ReloadOutcome.FAILED and result.state is PluginState.INVALID:
             self.say(f"{result.plugin_id}: invalid manifest")
-        for capability in result.granted:
-            self.say(f"!!! granted {capability} to {result.plugin_id} (--grant-requested)")
+        self.granted(result.plugin_id, result.granted)
         # Other failures were shown as the lifecycle change they caused.
         if result.error is not None and (outcome in (ReloadOutcome.KEPT, ReloadOutcome.RESTORED)
                                          or result.state is PluginState.INVALID):
@@ -148,10 +153,11 @@ async def run_dev(plugins_dir: Path, db: str, *, grant_requested: bool = False,
                 console.error(record.error)
         for pid in sorted(host.plugins):
             if grant_requested:
-                for capability in host.grants.grant_requested(pid, actor="dev"):
-                    console.say(f"!!! granted {capability} to {pid} (--grant-requested)")
-            elif host.grants.missing(pid):
-                console.say(f"{pid} requests {', '.join(host.grants.missing(pid))}, not granted: grant with "
+                console.granted(pid, host.grants.grant_requested(pid, actor="dev"))
+                continue
+            missing = host.grants.missing(pid)
+            if missing:
+                console.say(f"{pid} requests {', '.join(missing)}, not granted: grant with "
                             f"`hostrt grant {plugins_dir} {pid} --all --db {db}` or run with --grant-requested")
         await host.activate_all()
         active = sum(1 for r in host.plugins.values() if r.state is PluginState.ACTIVE)

@@ -239,15 +239,23 @@ class EventBus:
 
     # -- declarations ----------------------------------------------------------
 
+    def conflict(self, declarations: list[EventDeclaration]) -> str | None:
+        """Why :meth:`declare` would refuse ``declarations`` (a name already
+        declared by someone else), or None."""
+        for declaration in declarations:
+            existing = self._declared.get(declaration.name)
+            if existing is not None and existing.owner != declaration.owner:
+                owner = "the host" if existing.owner == HOST else f"plugin '{existing.owner}'"
+                return f"event '{declaration.name}' is already declared by {owner}"
+        return None
+
     def declare(self, declarations: list[EventDeclaration]) -> None:
         """Add declarations, all or none: EventError if a name is already
         declared by someone else."""
         with self._lock:
-            for declaration in declarations:
-                existing = self._declared.get(declaration.name)
-                if existing is not None and existing.owner != declaration.owner:
-                    owner = "the host" if existing.owner == HOST else f"plugin '{existing.owner}'"
-                    raise EventError(f"event '{declaration.name}' is already declared by {owner}")
+            refusal = self.conflict(declarations)
+            if refusal is not None:
+                raise EventError(refusal)
             for declaration in declarations:
                 self._declared[declaration.name] = declaration
 

@@ -158,6 +158,19 @@ class Host(HotSwap):
                 raise LifecycleError(f"plugin folder '{plugin_id}' is invalid: {invalid.error}") from None
             raise PluginNotFoundError(f"no plugin with id '{plugin_id}' has been discovered") from None
 
+    def _manifests(self, *, active: bool = False) -> dict[str, Manifest]:
+        """The manifests of the plugins known (``active``: running), by id."""
+        return {pid: r.manifest for pid, r in self._records.items()
+                if r.manifest is not None and (not active or r.state is PluginState.ACTIVE)}
+
+    def _conflicting(self, plugin_id: str, manifest: Manifest) -> str | None:
+        """The id of an active plugin (other than ``plugin_id``) that
+        ``manifest`` conflicts with, either way round; None if none does."""
+        for other_id, other in self._manifests(active=True).items():
+            if other_id != plugin_id and conflicts_between(manifest, other):
+                return other_id
+        return None
+
     def _requested_capabilities(self, plugin_id: str) -> tuple[Capability, ...] | None:
         record = self._records.get(plugin_id)
         if record is None or record.manifest is None:
@@ -254,8 +267,7 @@ class Host(HotSwap):
             raise LifecycleError(f"plugin '{plugin_id}' cannot be activated while {record.state}")
         manifest = record.manifest
         assert manifest is not None
-        available = {pid: r.manifest for pid, r in self._records.items() if r.manifest is not None}
-        problems = requirement_problems(manifest, available)
+        problems = requirement_problems(manifest, self._manifests())
         if problems:
             return self._set(record, PluginState.BLOCKED, DependencyError(f"plugin '{plugin_id}' {'; '.join(problems)}"))
         for req in manifest.relationships.requires:
@@ -270,10 +282,10 @@ class Host(HotSwap):
                 reason = f" ({dep.error.message})" if dep.error is not None else ""
                 return self._set(record, PluginState.BLOCKED, DependencyError(
                     f"plugin '{plugin_id}' requires '{req.id}', which is {dep.state}{reason}"))
-        for other in self._records.values():
-            if other.state is PluginState.ACTIVE and other.manifest is not None and conflicts_between(manifest, other.manifest):
-                return self._set(record, PluginState.BLOCKED, DependencyError(
-                    f"plugin '{plugin_id}' conflicts with active plugin '{other.id}'"))
+        conflicting = self._conflicting(plugin_id, manifest)
+        if conflicting is not None:
+            return self._set(record, PluginState.BLOCKED, DependencyError(
+                f"plugin '{plugin_id}' conflicts with active plugin '{conflicting}'"))
         if self.policy.require_all_grants:
             missing = self.grants.missing(plugin_id)
             if missing:
@@ -501,7 +513,7 @@ class Host(HotSwap):
     async def deactivate_all(self) -> None:
         """Deactivate every active plugin, dependents first."""
         async with self._lock:
-            active = {pid: r.manifest for pid, r in self._records.items() if r.state is PluginState.ACTIVE and r.manifest}
+            active = self._manifests(active=True)
             order = activation_order(active).order
             leftovers = [pid for pid in active if pid not in order]
             for pid in [*reversed(order), *leftovers]:

@@ -19,10 +19,9 @@ from typing import Any
 
 from .capabilities import Capability, parse_capability
 from .errors import CapabilityError, DependencyError, EventError, HostrtError, PluginError
-from .events import HOST
 from .lifecycle import PluginRecord, PluginState, ReloadOutcome, ReloadResult
 from .manifest import Manifest
-from .ordering import activation_order, conflicts_between, requirement_problems
+from .ordering import activation_order, requirement_problems
 from .reload import DEFAULT_DEBOUNCE_S, HostWatch, ReloadCallback
 
 log = logging.getLogger("hostrt.host")
@@ -244,9 +243,7 @@ class HotSwap:
         version = new.version
         if new.runtime_name not in self._runtimes:
             return PluginError(pid, f"version {version}: this host has no '{new.runtime_name}' runtime")
-        available = {p: r.manifest for p, r in self._records.items() if r.manifest is not None}
-        available[pid] = new
-        problems = requirement_problems(new, available)
+        problems = requirement_problems(new, {**self._manifests(), pid: new})
         for req in new.relationships.requires:
             dep = self._records.get(req.id)
             if dep is not None and dep.state is not PluginState.ACTIVE and req.id != pid:
@@ -256,21 +253,15 @@ class HotSwap:
         # The running plugins must stay orderable: a version closing a cycle
         # would be refused by activate, and stopping the plugins on it
         # would never end (each waits for the other's dependents).
-        running = {p: r.manifest for p, r in self._records.items()
-                   if r.state is PluginState.ACTIVE and r.manifest is not None}
-        running[pid] = new
-        cycle = activation_order(running).blocked.get(pid)
+        cycle = activation_order({**self._manifests(active=True), pid: new}).blocked.get(pid)
         if cycle is not None:
             return DependencyError(f"plugin '{pid}' version {version} {cycle.message.removeprefix(f'plugin {pid!r} ')}")
-        for other in self._records.values():
-            if other.id != pid and other.state is PluginState.ACTIVE and other.manifest is not None \
-                    and conflicts_between(new, other.manifest):
-                return DependencyError(f"plugin '{pid}' version {version} conflicts with active plugin '{other.id}'")
-        for decl in new.events:
-            existing = self.bus.declaration(decl.name)
-            if existing is not None and existing.owner != pid:
-                owner = "the host" if existing.owner == HOST else f"plugin '{existing.owner}'"
-                return EventError(f"plugin '{pid}' version {version}: event '{decl.name}' is already declared by {owner}")
+        conflicting = self._conflicting(pid, new)
+        if conflicting is not None:
+            return DependencyError(f"plugin '{pid}' version {version} conflicts with active plugin '{conflicting}'")
+        taken = self.bus.conflict(self._event_declarations(new))
+        if taken is not None:
+            return EventError(f"plugin '{pid}' version {version}: {taken}")
         if self.policy.require_all_grants:
             missing = self.grants.missing(pid, requests=requested)
             if missing:
@@ -282,7 +273,7 @@ class HotSwap:
         all of them (``pid`` ``why``: "was removed", "is failed"), or, when
         ``why`` is None, those whose version range the running ``pid`` no
         longer satisfies."""
-        available = {p: r.manifest for p, r in self._records.items() if r.manifest is not None}
+        available = self._manifests()
         for other in self._dependents(pid):
             assert other.manifest is not None
             if other.state is not PluginState.ACTIVE:
@@ -307,7 +298,8 @@ class HotSwap:
         then those blocked by them, until no more start."""
         results: list[ReloadResult] = []
         while True:
-            startable = [record for record in self._records.values() if self._unblocked(record)]
+            running = self._manifests(active=True)
+            startable = [record for record in self._records.values() if self._unblocked(record, running)]
             for record in startable:
                 started = time.perf_counter()
                 await self._activate(record.id, chain=())
@@ -316,17 +308,16 @@ class HotSwap:
             if not any(record.state is PluginState.ACTIVE for record in startable):
                 return results
 
-    def _unblocked(self, record: PluginRecord) -> bool:
+    def _unblocked(self, record: PluginRecord, running: Mapping[str, Manifest]) -> bool:
         """Is ``record`` blocked by a dependency, every plugin it requires
-        running now, in a version it accepts? (One it does not accept would
+        running now (``running``: the manifests of the active plugins), in a
+        version it accepts? (One it does not accept would
         only be blocked again, with a lifecycle change for every save of
         any plugin.)"""
         manifest = record.manifest
         if record.state is not PluginState.BLOCKED or not isinstance(record.error, DependencyError) \
                 or manifest is None or not manifest.relationships.requires:
             return False
-        running = {p: r.manifest for p, r in self._records.items()
-                   if r.state is PluginState.ACTIVE and r.manifest is not None}
         return all(r.id in running for r in manifest.relationships.requires) \
             and not requirement_problems(manifest, running)
 
