@@ -15,6 +15,14 @@ import math
 #: materialising call such as ``list()`` may pull from an iterable).
 MAX_ITEMS = 16 * 1024 * 1024
 
+#: Most items C code may visit in one comparison, hash, membership test,
+#: sort or text conversion of a plugin's structure, counting every shared
+#: part once per place it appears (``a = [a, a]`` doubles it). Those walks
+#: are single C calls no budget check can interrupt, and a structure with
+#: shared parts can make them visit 2**64 items while holding a few dozen
+#: objects; a structure that contains itself counts as too large.
+MAX_WALK_ITEMS = 2 * MAX_ITEMS
+
 #: Most bytes in one ``bytes``/``bytearray`` and most characters in one
 #: ``str`` produced by a checked operation.
 MAX_BYTES = 64 * 1024 * 1024
@@ -96,6 +104,14 @@ CHARGE_THRESHOLD = 64 * 1024
 def items_message(count: int, limit: int = MAX_ITEMS, what: str = "sequence") -> str:
     """The refusal message for a container that would be too long."""
     return f"{what} of {count} items exceeds the plugin limit of {limit}"
+
+
+def walk_message(what: str, limit: int = MAX_WALK_ITEMS) -> str:
+    """The refusal message for a structure too large (unfolded) to walk."""
+    return (
+        f"{what} of a structure that unfolds to more than {limit} items (every shared or "
+        f"self-containing part counts once per place it appears) exceeds the plugin limit of {limit}"
+    )
 
 
 def bytes_message(count: int, limit: int = MAX_BYTES, what: str = "result") -> str:
