@@ -554,7 +554,6 @@ SHARED_TEXT = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="str()/repr()/format/json of containers are not size-checked; shared items grow them exponentially")
 @pytest.mark.parametrize("conversion", list(SHARED_TEXT))
 def test_text_of_shared_containers_is_size_checked(tmp_path, world, conversion):
     body = f"""

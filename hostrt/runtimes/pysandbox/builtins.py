@@ -78,9 +78,9 @@ HOST_ERRORS = (
 #: Builtins handed over unchanged: they neither consume iterables in C nor
 #: allocate by argument, nor reach anything but their arguments.
 PLAIN_BUILTINS = (
-    "abs", "ascii", "bin", "bool", "callable", "chr", "classmethod", "complex", "float",
-    "hash", "hex", "int", "isinstance", "len", "next", "object", "oct", "ord", "property",
-    "repr", "slice", "staticmethod", "str", "super",
+    "abs", "bin", "bool", "callable", "chr", "classmethod", "complex", "float",
+    "hex", "int", "isinstance", "len", "next", "object", "oct", "ord", "property",
+    "slice", "staticmethod", "super",
 )
 
 _SAFE_BASE_FLAG = "_hostrt_safe_base"
@@ -101,6 +101,15 @@ class PluginTypes:
         bounded = iteration.bounded
         getiter = iteration.getiter
         mapping_arg = guards.mapping_arg
+        walk_guards = guards.walk_guards
+        collection = walk_guards.collection
+        leaves = walk_guards.leaf_types
+        check_text = walk_guards.walks.check_text
+
+        def hashed(items: Any) -> Any:
+            """An iterable about to be hashed item by item, materialised
+            through the capped stream and measured."""
+            return collection(bounded(items), "hashing")
 
         def one_arg(name: str, args: tuple[Any, ...]) -> Any:
             if len(args) > 1:
@@ -134,10 +143,10 @@ class PluginTypes:
             return tuple(bounded(one_arg("tuple", args)))
 
         def new_set(*args: Any) -> set[Any]:
-            return set(bounded(one_arg("set", args)))
+            return set(hashed(one_arg("set", args)))
 
         def new_frozenset(*args: Any) -> frozenset[Any]:
-            return frozenset(bounded(one_arg("frozenset", args)))
+            return frozenset(hashed(one_arg("frozenset", args)))
 
         def new_dict(*args: Any, **kwargs: Any) -> dict[Any, Any]:
             return dict(*dict_args(args), **kwargs)
@@ -158,7 +167,7 @@ class PluginTypes:
                 return None
             if hasattr(source, "keys") and hasattr(source, "items"):
                 return TickingDict(mapping_arg(source))
-            return bounded(source)
+            return hashed(source)
 
         class TickingDict(dict):
             """A dict whose items() iterates through the tick stream, so the
@@ -177,6 +186,11 @@ class PluginTypes:
 
         def new_defaultdict(default_factory: Any = None, *args: Any, **kwargs: Any) -> defaultdict[Any, Any]:
             return defaultdict(default_factory, *dict_args(args), **kwargs)
+
+        def new_str(*args: Any, **kwargs: Any) -> str:
+            if len(args) == 1 and not kwargs and type(args[0]) not in leaves:
+                check_text(args[0], "str()")
+            return str(*args, **kwargs)
 
         def new_timezone(offset: Any, name: Any = None) -> _dt.timezone:
             if name is None:
@@ -203,13 +217,13 @@ class PluginTypes:
             __slots__ = ()
 
             def __init__(self, *args: Any) -> None:
-                set.__init__(self, bounded(one_arg("set", args)))
+                set.__init__(self, hashed(one_arg("set", args)))
 
         class SafeFrozenset(frozenset):  # type: ignore[type-arg]
             __slots__ = ()
 
             def __new__(cls, *args: Any) -> Any:
-                return frozenset.__new__(cls, bounded(one_arg("frozenset", args)))
+                return frozenset.__new__(cls, hashed(one_arg("frozenset", args)))
 
         class SafeDict(dict):  # type: ignore[type-arg]
             __slots__ = ()
@@ -288,12 +302,16 @@ class PluginTypes:
         self.OrderedDict = make(OrderedDict, new_ordereddict, SafeOrderedDict)
         self.defaultdict = make(defaultdict, new_defaultdict, SafeDefaultdict)
         self.timezone = make(_dt.timezone, new_timezone, None)
+        # str(x) of a container is a text conversion C code runs in one
+        # call; subclassing str is harmless (the real str is the base).
+        self.str = make(str, new_str, str)
 
         aliases: dict[type, Any] = {
             list: self.list, tuple: self.tuple, set: self.set, frozenset: self.frozenset,
             dict: self.dict, bytes: self.bytes, bytearray: self.bytearray, deque: self.deque,
             Counter: self.Counter, OrderedDict: self.OrderedDict, defaultdict: self.defaultdict,
             _dt.timezone: self.timezone,
+            str: self.str,
             # the sandbox's own range class is what plugin code calls range
             iteration.range_type: iteration.range_type,
         }
@@ -373,18 +391,53 @@ def build_builtins(
             total = add(total, item)
         return total
 
+    walk_guards = guards.walk_guards
+    leaves = walk_guards.leaf_types
+    collection = walk_guards.collection
+    keyed = walk_guards.keyed
+    walks = walk_guards.walks
+
+    def compared(args: tuple[Any, ...], kwargs: dict[str, Any], what: str) -> tuple[Any, dict[str, Any]]:
+        """min/max arguments: the items (or their keys) are compared."""
+        items = bounded(args[0]) if len(args) == 1 else args
+        if kwargs.get("key") is not None:
+            kwargs = dict(kwargs, key=keyed(kwargs["key"], what + " key"))
+        else:
+            collection(items, what)
+        return items, kwargs
+
     def min_(*args: Any, **kwargs: Any) -> Any:
-        if len(args) == 1:
-            return min(getiter(args[0]), **kwargs)
-        return min(*args, **kwargs)
+        if not args:
+            return min(**kwargs)
+        items, kwargs = compared(args, kwargs, "min()")
+        return min(items, **kwargs)
 
     def max_(*args: Any, **kwargs: Any) -> Any:
-        if len(args) == 1:
-            return max(getiter(args[0]), **kwargs)
-        return max(*args, **kwargs)
+        if not args:
+            return max(**kwargs)
+        items, kwargs = compared(args, kwargs, "max()")
+        return max(items, **kwargs)
 
     def sorted_(iterable: Any, /, *, key: Any = None, reverse: bool = False) -> list[Any]:
-        return sorted(bounded(iterable), key=key, reverse=reverse)
+        items = bounded(iterable)
+        if key is not None:
+            return sorted(items, key=keyed(key, "sort key"), reverse=reverse)
+        return sorted(collection(items, "sort"), reverse=reverse)
+
+    def repr_(obj: Any, /) -> str:
+        if type(obj) not in leaves:
+            walks.check_text(obj, "repr()")
+        return repr(obj)
+
+    def ascii_(obj: Any, /) -> str:
+        if type(obj) not in leaves:
+            walks.check_text(obj, "ascii()")
+        return ascii(obj)
+
+    def hash_(obj: Any, /) -> int:
+        if type(obj) not in leaves:
+            walks.check(obj, "hashing")
+        return hash(obj)
 
     def enumerate_(iterable: Any, start: int = 0) -> Any:
         return enumerate(getiter(iterable), start)
@@ -426,6 +479,8 @@ def build_builtins(
         parts: list[str] = []
         size = 0
         for index, arg in enumerate(getiter(args)):
+            if type(arg) not in leaves:
+                walks.check_text(arg, "print()")
             text = arg if type(arg) is str else str(arg)
             if index:
                 parts.append(sep)
@@ -458,6 +513,10 @@ def build_builtins(
             "min": min_,
             "max": max_,
             "sorted": sorted_,
+            "repr": repr_,
+            "ascii": ascii_,
+            "hash": hash_,
+            "str": types.str,
             "enumerate": enumerate_,
             "zip": zip_,
             "map": map_,
@@ -485,7 +544,7 @@ def build_builtins(
     )
     # Plain functions from this module show their plugin-facing names.
     for name in ("all", "any", "sum", "min", "max", "sorted", "enumerate", "zip", "map",
-                 "filter", "iter", "reversed", "issubclass", "format", "print"):
+                 "filter", "iter", "reversed", "issubclass", "format", "print", "repr", "ascii", "hash"):
         table[name].__name__ = table[name].__qualname__ = name
     return table
 

@@ -38,6 +38,7 @@ from .limits import (
     bytes_message,
 )
 from .refusals import SandboxLimitError, SandboxPolicyError
+from .walks import Walks
 
 _DIGITS = re.compile(r"\d+")
 _NoneType = type(None)
@@ -143,9 +144,18 @@ def _number_size(value: Any) -> int:
 class Formatting:
     """The formatting guards of one plugin."""
 
-    def __init__(self, budget: Budget) -> None:
+    def __init__(self, budget: Budget, walks: Walks) -> None:
         self._budget = budget
         self._stream = budget.stream
+        self._leaves = walks.leaf_types
+        self._check_text = walks.check_text
+
+    def _text(self, value: Any) -> Any:
+        """``value``, refused first if its text would be too large (a
+        structure with shared parts prints each part once per place)."""
+        if type(value) not in self._leaves:
+            self._check_text(value, "formatted value")
+        return value
 
     # -- format() and f-strings --------------------------------------------
 
@@ -160,6 +170,7 @@ class Formatting:
     def format_value(self, value: Any, spec: Any = "", conversion: int = -1) -> Any:
         """``format(value, spec)`` after the checks; also the target of
         f-string fields whose spec is not a safe constant (``f'{x:{w}}'``)."""
+        self._text(value)
         if conversion == 115:
             value = str(value)
         elif conversion == 114:
@@ -246,7 +257,7 @@ class Formatting:
             if conv:
                 if conv not in _CONVERSIONS:
                     raise ValueError(f"Unknown conversion specifier {conv}")
-                obj = _CONVERSIONS[conv](obj)
+                obj = _CONVERSIONS[conv](self._text(obj))
             if spec and "{" in spec:
                 spec = self._render(spec, args, kwargs, mapping, depth - 1, auto)
             piece = self.format_value(obj, spec or "")
@@ -339,6 +350,7 @@ class Formatting:
             else:
                 value = next_arg() if not uses_keys else mapping
             if conv in "sra":
+                self._text(value)
                 if is_text:
                     value = _CONVERSIONS[conv](value)
                 elif conv in "ra":

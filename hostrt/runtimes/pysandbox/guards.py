@@ -73,6 +73,7 @@ from .limits import (
 )
 from .refusals import SandboxLimitError, SandboxPolicyError
 from .regex import check_search
+from .walkguards import WalkGuards
 
 # -- names ------------------------------------------------------------------
 
@@ -205,10 +206,12 @@ def _bits(x: Any) -> int:
 class Guards:
     """All run-time guards of one plugin, as plain functions (closures)."""
 
-    def __init__(self, budget: Budget, iteration: Iteration, formatting: Formatting) -> None:
+    def __init__(self, budget: Budget, iteration: Iteration, formatting: Formatting, walk_guards: WalkGuards) -> None:
         self.budget = budget
         self.iteration = iteration
         self.formatting = formatting
+        self.walk_guards = walk_guards
+        collection = walk_guards.collection
         bounded = iteration.bounded
         charge = budget.charge
         self._method_guards = self._build_method_guards()
@@ -416,16 +419,19 @@ class Guards:
         def _ior_(a: Any, b: Any) -> Any:
             if isinstance(a, dict):
                 b = mapping_arg(b)
-            return operator.ior(a, b)
+                return operator.ior(a, b)
+            return walk_guards.ior(a, b)
 
         def mapping_arg(arg: Any) -> Any:
-            """A dict.update()-style argument with its size bounded."""
+            """A dict.update()-style argument with its size bounded and its
+            keys checked for hashing (an exact dict's keys keep the hashes
+            they were stored with, checked when they went in)."""
             if isinstance(arg, dict) and type(arg).__iter__ is dict.__iter__:
                 return arg
             if hasattr(arg, "keys"):
-                keys = bounded(arg.keys())
+                keys = collection(bounded(arg.keys()), "hashing")
                 return {k: arg[k] for k in iteration.getiter(keys)}
-            return bounded(arg)
+            return collection(bounded(arg), "hashing")
 
         self.mapping_arg = mapping_arg
 
@@ -484,8 +490,17 @@ class Guards:
         bounded = self.iteration.bounded
         charge = budget.charge
 
+        walk_guards = self.walk_guards
+        collection = walk_guards.collection
+
         def all_iterables(_self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            return tuple(bounded(a) for a in args), kwargs
+            # set methods: every item is hashed
+            return tuple(collection(bounded(a), "hashing") for a in args), kwargs
+
+        def hashed_iterable(_self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            if args:
+                args = (collection(bounded(args[0]), "hashing"),) + args[1:]
+            return args, kwargs
 
         def first_iterable(_self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             if args:
@@ -629,7 +644,14 @@ class Guards:
         add("isdisjoint", type({}.keys()), all_iterables)
         add("isdisjoint", type({}.items()), all_iterables)
         add("update", dict, first_mapping)
-        add("fromkeys", dict, first_iterable)
+        add("fromkeys", dict, hashed_iterable)
+        add("get setdefault pop", dict, walk_guards.key_args)
+        add("add discard remove", set, walk_guards.key_args)
+        add("move_to_end", OrderedDict, walk_guards.key_args)
+        add("index count remove", list, walk_guards.scan_args)
+        add("index count", tuple, walk_guards.scan_args)
+        add("index count remove", deque, walk_guards.scan_args)
+        add("sort", list, walk_guards.sort_args)
         add("join", str, join)
         add("join", bytes, join)
         add("join", bytearray, join)
@@ -678,7 +700,17 @@ class Guards:
             source = args[0]
             if hasattr(source, "items") and hasattr(source, "keys"):
                 return (mapping_arg_holder.mapping_arg(source),) + args[1:]
-            return (bounded(source),) + args[1:]
+            return (collection(bounded(source), "hashing"),) + args[1:]
+
+        collection = self.walk_guards.collection
+
+        def counter_most_common(method: Any, unbound: bool) -> Any:
+            def most_common(*args: Any, **kwargs: Any) -> Any:
+                owner = args[0] if unbound and args else getattr(method, "__self__", None)
+                collection(owner, "sort")
+                return method(*args, **kwargs)
+
+            return most_common
 
         def counter_elements(method: Any, unbound: bool) -> Any:
             def elements(*args: Any, **kwargs: Any) -> Any:
@@ -690,6 +722,7 @@ class Guards:
             Counter.update: counter_update,
             Counter.subtract: counter_update,
             Counter.elements: counter_elements,
+            Counter.most_common: counter_most_common,
         }
 
 

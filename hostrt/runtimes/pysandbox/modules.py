@@ -252,6 +252,11 @@ class ModuleFactory:
                 raise _limit(f"json indent {indent} exceeds the plugin limit of {MAX_JSON_INDENT}")
             if isinstance(indent, str) and len(indent) > MAX_JSON_INDENT:
                 raise _limit(f"json indent of {len(indent)} characters exceeds the plugin limit of {MAX_JSON_INDENT}")
+            walk_guards = self.guards.walk_guards
+            if type(obj) not in walk_guards.leaf_types:
+                walk_guards.walks.check_text(obj, "json.dumps()")
+            if default is not None:
+                default = walk_guards.texted(default, "json.dumps()")
             if separators is not None:
                 item_sep, key_sep = separators
                 if len(str(item_sep)) > MAX_JSON_INDENT or len(str(key_sep)) > MAX_JSON_INDENT:
@@ -520,24 +525,64 @@ class ModuleFactory:
             call.__name__ = call.__qualname__ = fn.__name__
             return call
 
-        attrs = {name: reader(getattr(bisect, name)) for name in ("bisect", "bisect_left", "bisect_right")}
-        attrs.update({name: getattr(bisect, name) for name in ("insort", "insort_left", "insort_right")})
+        walk_guards = self.guards.walk_guards
+
+        def searcher(fn: Callable[..., Any], unwrapped: bool) -> Callable[..., Any]:
+            # Every comparison is between x (or key(x)) and an item's key:
+            # bounded by x's size, or by each key result's.
+            def call(a: Any, x: Any, *args: Any, key: Any = None, **kwargs: Any) -> Any:
+                if key is None:
+                    walk_guards.operand(x)
+                else:
+                    key = walk_guards.keyed(key, "bisect key")
+                    if unwrapped:
+                        walk_guards.operand(x)
+                return fn(unwrap(a) if unwrapped else a, x, *args, key=key, **kwargs)
+
+            call.__name__ = call.__qualname__ = fn.__name__
+            return call
+
+        attrs = {name: searcher(getattr(bisect, name), True) for name in ("bisect", "bisect_left", "bisect_right")}
+        attrs.update({name: searcher(getattr(bisect, name), False) for name in ("insort", "insort_left", "insort_right")})
         return attrs
 
     def _heapq(self) -> dict[str, Any]:
         getiter = self.iteration.getiter
         bounded = self.iteration.bounded
 
+        walk_guards = self.guards.walk_guards
+        operand = walk_guards.operand
+        collection = walk_guards.collection
+
+        def ranked(iterable: Any, key: Any) -> tuple[Any, Any]:
+            items = bounded(iterable)
+            if key is None:
+                return collection(items, "heap"), None
+            return items, walk_guards.keyed(key, "heap key")
+
         def nlargest(n: Any, iterable: Any, key: Any = None) -> list[Any]:
-            return heapq.nlargest(n, bounded(iterable), key=key)
+            return heapq.nlargest(n, *ranked(iterable, key))
 
         def nsmallest(n: Any, iterable: Any, key: Any = None) -> list[Any]:
-            return heapq.nsmallest(n, bounded(iterable), key=key)
+            return heapq.nsmallest(n, *ranked(iterable, key))
 
         def merge(*iterables: Any, key: Any = None, reverse: bool = False) -> Any:
-            return getiter(heapq.merge(*[getiter(it) for it in iterables], key=key, reverse=reverse))
+            if key is None:
+                sources = [map(operand, getiter(it)) for it in iterables]
+            else:
+                sources = [getiter(it) for it in iterables]
+                key = walk_guards.keyed(key, "merge key")
+            return getiter(heapq.merge(*sources, key=key, reverse=reverse))
 
-        attrs = {name: getattr(heapq, name) for name in ("heappush", "heappop", "heapify", "heapreplace", "heappushpop")}
+        def heappush(heap: Any, item: Any) -> None:
+            # The new item is compared with its ancestors only.
+            heapq.heappush(heap, operand(item))
+
+        def heapify(heap: Any) -> None:
+            heapq.heapify(collection(heap, "heap"))
+
+        attrs = {"heappush": heappush, "heapify": heapify}
+        attrs.update(walk_guards.heap_functions())
         attrs.update(nlargest=nlargest, nsmallest=nsmallest, merge=merge)
         return attrs
 
@@ -592,6 +637,12 @@ class ModuleFactory:
             call.__name__ = call.__qualname__ = fn.__name__
             return call
 
+        walk_guards = self.guards.walk_guards
+
+        def groupby(iterable: Any, key: Any = None) -> Any:
+            # Consecutive keys are compared for equality.
+            return itertools.groupby(getiter(iterable), walk_guards.keyed(key, "groupby key"))
+
         class Chain:
             """itertools.chain with from_iterable, both counted."""
 
@@ -615,7 +666,7 @@ class ModuleFactory:
             "compress": lazy(itertools.compress, (0, 1)),
             "dropwhile": lazy(itertools.dropwhile, (1,)),
             "filterfalse": lazy(itertools.filterfalse, (1,)),
-            "groupby": lazy(itertools.groupby, (0,)),
+            "groupby": groupby,
             "islice": lazy(itertools.islice, (0,)),
             "pairwise": lazy(itertools.pairwise, (0,)),
             "starmap": lazy(itertools.starmap, (1,)),

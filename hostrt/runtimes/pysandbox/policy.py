@@ -74,12 +74,28 @@ METHOD_GUARD_NAMES = frozenset(
     ).split()
 )
 
+#: Methods that hash or compare their arguments (``d.get(k)``,
+#: ``s.add(x)``...). Called directly, they stay native and their arguments
+#: go through the key guard; fetched any other way they are runtime
+#: checked like the names below.
+KEY_METHOD_NAMES = frozenset("get setdefault pop add discard move_to_end".split())
+
+#: Methods that compare every item: ``index``/``count``/``remove`` scan a
+#: sequence for their argument, ``sort`` and ``most_common`` compare items.
+SCAN_METHOD_NAMES = frozenset("index count remove sort most_common".split())
+
 #: Literal attribute names compiled to ``_getattr_(obj, name)`` instead of
 #: a native load.
-RUNTIME_CHECKED_ATTRS = METHOD_GUARD_NAMES | EXCEPTION_FIELDS
+RUNTIME_CHECKED_ATTRS = METHOD_GUARD_NAMES | EXCEPTION_FIELDS | SCAN_METHOD_NAMES | KEY_METHOD_NAMES
 
-_NATIVE_BINOPS = (ast.Sub, ast.Div, ast.BitAnd, ast.BitXor, ast.RShift, ast.MatMult, ast.BitOr)
+_NATIVE_BINOPS = (ast.Div, ast.RShift, ast.MatMult)
+#: The set operators: on sets and dict views they hash and compare items.
+_SET_OPS = (ast.Sub, ast.BitAnd, ast.BitXor, ast.BitOr)
 _BINOP_GUARDS = {
+    ast.Sub: "_sub_",
+    ast.BitAnd: "_bitand_",
+    ast.BitXor: "_bitxor_",
+    ast.BitOr: "_bitor_",
     ast.Add: "_add_",
     ast.Mult: "_mul_",
     ast.Pow: "_pow_",
@@ -95,6 +111,9 @@ _INPLACE_GUARDS = {
     ast.Mod: "_imod_",
     ast.FloorDiv: "_ifloordiv_",
     ast.BitOr: "_ior_",
+    ast.BitAnd: "_iand_",
+    ast.BitXor: "_ixor_",
+    ast.Sub: "_isub_",
 }
 _SMALL_FACTOR = 1 << 16
 _SMALL_DIVISOR = 1 << 64
@@ -220,6 +239,19 @@ def _is_int_const(node: ast.AST, bound: int, *, nonzero: bool = False) -> bool:
         return False
     value = int(node.value)
     return abs(value) < bound and (value != 0 or not nonzero)
+
+
+def _is_literal(node: ast.AST) -> bool:
+    """A constant, or a display of constants: C code walking it visits at
+    most as many items as the source spells out."""
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+        return all(_is_literal(e) for e in node.elts)
+    return False
+
+
+_WALKING_COMPARISONS = (ast.Eq, ast.NotEq, ast.Lt, ast.LtE, ast.Gt, ast.GtE, ast.In, ast.NotIn)
 
 
 _NOT_DUPLICABLE = (
@@ -382,9 +414,61 @@ class PluginPolicy(RestrictingNodeTransformer):
 
     def visit_Subscript(self, node: ast.Subscript) -> Any:
         node = self.node_contents_visit(node)
+        node.slice = self._item_key(node.slice, node)
         if isinstance(node.ctx, ast.Load):
             return node
         node.value = self._write_target(node.value, node, item=True)
+        return node
+
+    # -- walks: values C code compares, hashes or prints --------------------------
+
+    def _leaf_guard(self, value: ast.expr, guard: str, old: ast.AST) -> ast.expr:
+        """``value`` checked by ``guard`` (see walkguards.py) unless it is a
+        literal; for a plain name the scalar case is an inline type test."""
+        if _is_literal(value):
+            return value
+        if isinstance(value, ast.Name):
+            test = ast.Compare(left=_call("_type_", _name(value.id)), ops=[ast.In()], comparators=[_name("_LEAF_")])
+            return self._locate(ast.IfExp(test=test, body=_name(value.id), orelse=_call(guard, _name(value.id))), old)
+        return self._locate(_call(guard, value), old)
+
+    def _item_key(self, key: ast.expr, old: ast.AST) -> ast.expr:
+        """The key of ``obj[key]``: hashed when ``obj`` is a mapping. A
+        short tuple display (``grid[x, y]``) has each part checked."""
+        if isinstance(key, ast.Slice):
+            return key
+        if isinstance(key, ast.Tuple) and len(key.elts) <= 4 and not any(isinstance(e, ast.Starred) for e in key.elts):
+            key.elts = [self._leaf_guard(e, "_key_", old) for e in key.elts]
+            return key
+        return self._leaf_guard(key, "_key_", old)
+
+    def visit_Compare(self, node: ast.Compare) -> Any:
+        node = self.node_contents_visit(node)
+        operands = [node.left, *node.comparators]
+        if len(node.ops) == 1 and isinstance(node.ops[0], (ast.In, ast.NotIn)):
+            item, container = operands
+            if _is_literal(item) or (_is_literal(container) and not isinstance(container, ast.Set)):
+                return node
+            if isinstance(item, ast.Name) and _is_simple(container):
+                fast = ast.Compare(left=_name(item.id), ops=[ast.In()], comparators=[copy.deepcopy(container)])
+                test = ast.Compare(left=_call("_type_", _name(item.id)), ops=[ast.In()], comparators=[_name("_LEAF_")])
+                found: ast.expr = ast.IfExp(test=test, body=fast, orelse=_call("_in_", item, container))
+            else:
+                found = _call("_in_", item, container)
+            if isinstance(node.ops[0], ast.NotIn):
+                found = ast.UnaryOp(op=ast.Not(), operand=found)
+            return self._locate(found, node)
+        # Each operand compared (not by identity) with a non-literal is checked.
+        needs = [False] * len(operands)
+        for i, op in enumerate(node.ops):
+            if isinstance(op, _WALKING_COMPARISONS):
+                left, right = operands[i], operands[i + 1]
+                if isinstance(op, (ast.In, ast.NotIn)) or not (_is_literal(left) or _is_literal(right)):
+                    needs[i] = needs[i + 1] = True
+        if not any(needs):
+            return node
+        checked = [self._leaf_guard(o, "_cmpv_", node) if need else o for o, need in zip(operands, needs)]
+        node.left, node.comparators = checked[0], checked[1:]
         return node
 
     # -- calls and displays ------------------------------------------------------------
@@ -392,10 +476,26 @@ class PluginPolicy(RestrictingNodeTransformer):
     def visit_Call(self, node: ast.Call) -> Any:
         if isinstance(node.func, ast.Name) and node.func.id in ("exec", "eval"):
             self.error(node, f"{node.func.id.capitalize()} calls are not allowed.")
+        func = node.func
+        key_method = (
+            isinstance(func, ast.Attribute) and func.attr in KEY_METHOD_NAMES and isinstance(func.ctx, ast.Load)
+            and not node.keywords and not any(isinstance(a, ast.Starred) for a in node.args)
+        )
+        if key_method:
+            # d.get(k): the load stays native and the arguments are checked;
+            # visit_Attribute would make it a runtime-checked load.
+            self._check_attribute_name(func)
+            func.value = self.visit(func.value)
+            node.args = [self.visit(a) for a in node.args]
+            node.args = [self._leaf_guard(a, "_key_", a) for a in node.args]
+            return node
         node = self.node_contents_visit(node)
         for arg in node.args:
             if isinstance(arg, ast.Starred):
                 arg.value = self._locate(_call("_getiter_cap_", arg.value), arg)
+        for keyword in node.keywords:
+            if keyword.arg is None:
+                keyword.value = self._locate(_call("_mapping_", keyword.value), keyword.value)
         return node
 
     def _cap_starred(self, node: Any) -> Any:
@@ -413,18 +513,45 @@ class PluginPolicy(RestrictingNodeTransformer):
         return self._cap_starred(node)
 
     def visit_Set(self, node: ast.Set) -> Any:
-        return self._cap_starred(node)
+        node = self._cap_starred(node)
+        elts = []
+        for elt in node.elts:
+            if isinstance(elt, ast.Starred):
+                elt.value = self._locate(_call("_keys_", elt.value), elt)
+                elts.append(elt)
+            else:
+                elts.append(self._leaf_guard(elt, "_key_", elt))
+        node.elts = elts
+        return node
+
+    def visit_Dict(self, node: ast.Dict) -> Any:
+        node = self.node_contents_visit(node)
+        keys: list[ast.expr | None] = []
+        for key, value in zip(node.keys, node.values):
+            if key is None:
+                # {**mapping}: a non-dict mapping's keys are hashed here
+                keys.append(None)
+            else:
+                keys.append(self._leaf_guard(key, "_key_", key))
+        node.values = [
+            self._locate(_call("_mapping_", value), value) if key is None else value
+            for key, value in zip(node.keys, node.values)
+        ]
+        node.keys = keys
+        return node
 
     def visit_FormattedValue(self, node: ast.FormattedValue) -> Any:
         node = self.node_contents_visit(node)
         spec = node.format_spec
         if spec is None:
+            node.value = self._leaf_guard(node.value, "_text_", node)
             return node
         if isinstance(spec, ast.JoinedStr) and all(
             isinstance(v, ast.Constant) and isinstance(v.value, str) for v in spec.values
         ):
             text = "".join(v.value for v in spec.values)
             if len(text) <= MAX_FORMAT_SPEC and spec_is_safe(text):
+                node.value = self._leaf_guard(node.value, "_text_", node)
                 return node
         call = _call("_format_", node.value, spec, ast.Constant(node.conversion))
         return self._locate(ast.FormattedValue(value=call, conversion=-1, format_spec=None), node)
@@ -444,7 +571,15 @@ class PluginPolicy(RestrictingNodeTransformer):
         if isinstance(left, ast.Constant) and isinstance(right, ast.Constant):
             if _safe_constant_binop(op, left.value, right.value):
                 return node
-        if op is ast.Add:
+        if op in _SET_OPS:
+            # A number on either side: numbers, or a TypeError before any
+            # hashing (a set or view meets a number only to refuse it).
+            if _is_number_const(left) or _is_number_const(right):
+                return node
+            if isinstance(left, ast.Name) and _is_simple(right):
+                fast = ast.BinOp(left=_name(left.id), op=op(), right=copy.deepcopy(right))
+                return self._inline_number_test(left.id, fast, _call(_BINOP_GUARDS[op], left, right), node)
+        elif op is ast.Add:
             if _is_number_const(left) or _is_number_const(right) or _is_text_const(left) or _is_text_const(right):
                 return node
             if isinstance(left, ast.Name) and _is_simple(right):
@@ -475,8 +610,10 @@ class PluginPolicy(RestrictingNodeTransformer):
         return self._locate(_call(_BINOP_GUARDS[op], left, right), node)
 
     def _aug_is_native(self, op: type, value: ast.expr) -> bool:
-        if op in (ast.Sub, ast.Div, ast.BitAnd, ast.BitXor, ast.RShift, ast.MatMult):
+        if op in (ast.Div, ast.RShift, ast.MatMult):
             return True
+        if op in (ast.Sub, ast.BitAnd, ast.BitXor):
+            return _is_number_const(value)
         if op is ast.Add:
             return _is_number_const(value) or _is_text_const(value)
         if op in (ast.Mult, ast.Pow):
@@ -492,21 +629,21 @@ class PluginPolicy(RestrictingNodeTransformer):
     def _inplace_value(self, op: type, current: ast.expr, value: ast.expr, name: str | None, old: ast.AST) -> ast.expr:
         slow = _call(_INPLACE_GUARDS[op], current, value)
         if name is not None:
-            if op is ast.Add and _is_simple(value):
-                fast = ast.BinOp(left=_name(name), op=ast.Add(), right=copy.deepcopy(value))
+            if op in (ast.Add, *_SET_OPS) and _is_simple(value):
+                fast = ast.BinOp(left=_name(name), op=op(), right=copy.deepcopy(value))
                 return self._inline_number_test(name, fast, slow, old)
             if op in (ast.Mult, ast.Mod) and _is_int_const(value, _SMALL_FACTOR, nonzero=op is ast.Mod):
                 fast = ast.BinOp(left=_name(name), op=op(), right=copy.deepcopy(value))
                 return self._inline_number_test(name, fast, slow, old)
         return self._locate(slow, old)
 
-    def _accumulate(self, name: str, value: ast.expr, old: ast.AST) -> list[ast.stmt]:
+    def _accumulate(self, name: str, op: type, value: ast.expr, old: ast.AST) -> list[ast.stmt]:
         """``name += value`` for an accumulator (see :func:`numeric_locals`)
         whose added expression is not simple: ``value`` into a temporary,
         then the inline number test on ``name``."""
         tmp = self.gen_tmp_name()
-        fast = ast.BinOp(left=_name(name), op=ast.Add(), right=_name(tmp))
-        slow = _call(_INPLACE_GUARDS[ast.Add], _name(name), _name(tmp))
+        fast = ast.BinOp(left=_name(name), op=op(), right=_name(tmp))
+        slow = _call(_INPLACE_GUARDS[op], _name(name), _name(tmp))
         stmts = [
             ast.Assign(targets=[ast.Name(tmp, ast.Store())], value=value),
             ast.Assign(targets=[ast.Name(name, ast.Store())], value=self._inline_number_test(name, fast, slow, old)),
@@ -523,9 +660,9 @@ class PluginPolicy(RestrictingNodeTransformer):
             self.check_name(target, target.id)
             if native:
                 return node
-            if (op is ast.Add and target.id in self._numeric_locals[-1]
+            if (op in _NUMERIC_CLOSED_OPS and target.id in self._numeric_locals[-1]
                     and not _is_simple(node.value)):
-                return self._accumulate(target.id, node.value, node)
+                return self._accumulate(target.id, op, node.value, node)
             rhs = self._inplace_value(op, _name(target.id), node.value, target.id, node)
             return self._locate(ast.Assign(targets=[target], value=rhs), node)
         if isinstance(target, ast.Attribute):
@@ -554,17 +691,18 @@ class PluginPolicy(RestrictingNodeTransformer):
                 return node
             if native:
                 target.value = self._write_target(obj, target, item=True)
-                target.slice = key
+                target.slice = self._item_key(key, target)
                 return node
             if isinstance(obj, ast.Name) and isinstance(key, (ast.Name, ast.Constant)):
-                current = ast.Subscript(value=_name(obj.id), slice=copy.deepcopy(key), ctx=ast.Load())
-                store = ast.Subscript(value=self._write_target(obj, target, item=True), slice=key, ctx=ast.Store())
+                current = ast.Subscript(value=_name(obj.id), slice=self._item_key(copy.deepcopy(key), target), ctx=ast.Load())
+                store = ast.Subscript(value=self._write_target(obj, target, item=True), slice=self._item_key(key, target),
+                                      ctx=ast.Store())
                 rhs = self._inplace_value(op, current, node.value, None, node)
                 return self._locate(ast.Assign(targets=[store], value=rhs), node)
             tmp_obj, tmp_key = self.gen_tmp_name(), self.gen_tmp_name()
             stmts: list[ast.stmt] = [
                 ast.Assign(targets=[ast.Name(tmp_obj, ast.Store())], value=_call("_write_", obj)),
-                ast.Assign(targets=[ast.Name(tmp_key, ast.Store())], value=key),
+                ast.Assign(targets=[ast.Name(tmp_key, ast.Store())], value=self._item_key(key, target)),
             ]
             current = ast.Subscript(value=_name(tmp_obj), slice=_name(tmp_key), ctx=ast.Load())
             rhs = self._inplace_value(op, current, node.value, None, node)
@@ -622,12 +760,16 @@ class PluginPolicy(RestrictingNodeTransformer):
     def visit_SetComp(self, node: ast.SetComp) -> Any:
         if isinstance(node.elt, ast.Starred):
             self.error(node, "Unpacking in comprehensions is not allowed.")
-        return self._visit_comprehension_node(node, True)
+        node = self._visit_comprehension_node(node, True)
+        node.elt = self._leaf_guard(node.elt, "_key_", node.elt)
+        return node
 
     def visit_DictComp(self, node: ast.DictComp) -> Any:
         if getattr(node, "value", None) is None:
             self.error(node, "Unpacking in comprehensions is not allowed.")
-        return self._visit_comprehension_node(node, True)
+        node = self._visit_comprehension_node(node, True)
+        node.key = self._leaf_guard(node.key, "_key_", node.key)
+        return node
 
     def visit_GeneratorExp(self, node: ast.GeneratorExp) -> Any:
         if isinstance(node.elt, ast.Starred):

@@ -15,6 +15,8 @@ from .formatting import Formatting
 from .guards import Guards
 from .iteration import Iteration
 from .modules import Importer, ModuleFactory
+from .walkguards import WalkGuards
+from .walks import Walks
 
 
 class Sandbox:
@@ -29,8 +31,10 @@ class Sandbox:
         self.plugin_id = plugin_id
         self.budget = Budget()
         self.iteration = Iteration(self.budget)
-        self.formatting = Formatting(self.budget)
-        self.guards = Guards(self.budget, self.iteration, self.formatting)
+        walks = Walks()
+        self.formatting = Formatting(self.budget, walks)
+        self.walk_guards = WalkGuards(walks)
+        self.guards = Guards(self.budget, self.iteration, self.formatting, self.walk_guards)
         self.types = PluginTypes(self.iteration, self.guards)
         self.importer = Importer(ModuleFactory(self.budget, self.iteration, self.guards, self.types))
         self.builtins = build_builtins(
@@ -42,6 +46,7 @@ class Sandbox:
             importer=self.importer,
         )
         g = self.guards
+        w = self.walk_guards
         self.globals: dict[str, Any] = {
             "__builtins__": self.builtins,
             "__name__": plugin_id,
@@ -77,6 +82,21 @@ class Sandbox:
             "_ifloordiv_": g.ifloordiv,
             "_ior_": g.ior,
             "_format_": self.formatting.format_value,
+            # walks (comparisons, hashing, text of structures)
+            "_LEAF_": w.leaf_types,
+            "_cmpv_": w.operand,
+            "_key_": w.key,
+            "_keys_": w.keys,
+            "_in_": w.contains,
+            "_text_": w.text,
+            "_mapping_": g.mapping_arg,
+            "_sub_": w.sub,
+            "_bitand_": w.bitand,
+            "_bitxor_": w.bitxor,
+            "_bitor_": w.bitor,
+            "_isub_": w.isub,
+            "_iand_": w.iand,
+            "_ixor_": w.ixor,
         }
 
     def _caught(self) -> None:

@@ -1,0 +1,280 @@
+"""The guards in front of every C call that walks a plugin's structure.
+
+Each one measures its operands with :class:`~.walks.Walks` and refuses a
+structure C code would walk too far (shared parts counted once per place),
+then lets the native operation run. Plugin code reaches them three ways:
+
+* the compiler's rewrites (:mod:`.policy`): comparisons and ``in``, item
+  keys (``d[k]``), dict and set displays and comprehensions, f-string
+  fields, the set operators ``| & ^ -``, and the first arguments of the
+  key methods (``d.get(k)``, ``s.add(x)``...) where they are called;
+* method guards (:mod:`.guards`): the same methods fetched any other way,
+  and the scanning ones (``index``, ``count``, ``remove``, ``sort``);
+* the builtins and module functions that compare or hash in bulk
+  (``sorted``, ``min``, ``max``, ``set()``, ``dict()``, ``hash``, ``repr``,
+  ``heapq``, ``bisect``, ``itertools.groupby``, ``json.dumps``...).
+
+Scalars always take a fast path (one type test), so ordinary arithmetic
+and string comparisons stay at native speed.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Callable
+
+from .walks import Walks
+
+_NUMBERS = frozenset({int, float, bool, complex})
+
+
+class WalkGuards:
+    """The walk guards of one plugin's sandbox, as plain functions."""
+
+    def __init__(self, walks: Walks) -> None:
+        self.walks = walks
+        leaves = walks.leaf_types
+        check = walks.check
+        check_text = walks.check_text
+        check_member = walks.check_member
+        self.leaf_types = leaves
+
+        def operand(x: Any) -> Any:
+            """An operand of ``==``, ``<``... (and of a chained comparison)."""
+            if type(x) in leaves:
+                return x
+            return check(x, "comparison")
+
+        def key(x: Any) -> Any:
+            """A value about to be hashed: a dict key or set item."""
+            if type(x) in leaves:
+                return x
+            return check(x, "hashing")
+
+        def contains(item: Any, container: Any) -> bool:
+            """``item in container``."""
+            check_member(item, container)
+            return item in container
+
+        def text(x: Any) -> Any:
+            """A value about to be converted to text (f-string fields)."""
+            if type(x) in leaves:
+                return x
+            return check_text(x, "text")
+
+        def set_operands(a: Any, b: Any, what: str) -> None:
+            if type(a) not in leaves:
+                check(a, what)
+            if type(b) not in leaves:
+                check(b, what)
+
+        def bitor(a: Any, b: Any) -> Any:
+            if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
+                set_operands(a, b, "'|'")
+            return a | b
+
+        def bitand(a: Any, b: Any) -> Any:
+            if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
+                set_operands(a, b, "'&'")
+            return a & b
+
+        def bitxor(a: Any, b: Any) -> Any:
+            if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
+                set_operands(a, b, "'^'")
+            return a ^ b
+
+        def sub(a: Any, b: Any) -> Any:
+            if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
+                set_operands(a, b, "'-'")
+            return a - b
+
+        def ior(a: Any, b: Any) -> Any:
+            if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
+                set_operands(a, b, "'|='")
+            return operator.ior(a, b)
+
+        def iand(a: Any, b: Any) -> Any:
+            if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
+                set_operands(a, b, "'&='")
+            return operator.iand(a, b)
+
+        def ixor(a: Any, b: Any) -> Any:
+            if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
+                set_operands(a, b, "'^='")
+            return operator.ixor(a, b)
+
+        def isub(a: Any, b: Any) -> Any:
+            if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
+                set_operands(a, b, "'-='")
+            return operator.isub(a, b)
+
+        def keys(iterable: Any) -> Any:
+            """``{*iterable}``: every item is hashed."""
+            return map(key, iterable)
+
+        def keyed(func: Any, what: str) -> Callable[[Any], Any]:
+            """``func`` (a ``key=`` function, or None for the items
+            themselves) with every result checked before C compares it."""
+            if func is None:
+                return operand
+
+            def checked_key(item: Any) -> Any:
+                result = func(item)
+                if type(result) in leaves:
+                    return result
+                return check(result, what)
+
+            return checked_key
+
+        def collection(items: Any, what: str) -> Any:
+            """A materialised collection whose items C code is about to
+            compare or hash with each other (sorting, ``set()``...)."""
+            if type(items) in leaves:
+                return items
+            return check(items, what)
+
+        self.operand = operand
+        self.key = key
+        self.contains = contains
+        self.text = text
+        self.bitor = bitor
+        self.bitand = bitand
+        self.bitxor = bitxor
+        self.sub = sub
+        self.ior = ior
+        self.iand = iand
+        self.ixor = ixor
+        self.isub = isub
+        self.keys = keys
+        self.keyed = keyed
+        self.collection = collection
+
+        def texted(func: Any, what: str) -> Callable[[Any], Any]:
+            """``func`` (json's ``default=``) with every result checked
+            before C converts it to text."""
+
+            def checked_text(value: Any) -> Any:
+                result = func(value)
+                if type(result) in leaves:
+                    return result
+                return check_text(result, what)
+
+            return checked_text
+
+        self.texted = texted
+
+        is_flat = walks.is_flat
+
+        def less(a: Any, b: Any) -> bool:
+            """``a < b`` for the heap functions: flat items (numbers, short
+            tuples of scalars) at once, anything else measured first."""
+            if not (is_flat(a) and is_flat(b)):
+                check(a, "heap")
+                check(b, "heap")
+            return a < b
+
+        self.less = less
+
+        # -- method sanitizers (see guards.Guards._build_method_guards) ----------
+
+        def key_args(_self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            """``d.get(k)``, ``s.add(x)``... fetched other than at a call:
+            every argument may be hashed or compared."""
+            for arg in args:
+                key(arg)
+            for arg in kwargs.values():
+                key(arg)
+            return args, kwargs
+
+        def scan_args(seq: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            """``index``/``count``/``remove`` of a list, tuple or deque:
+            the argument is compared with the items."""
+            if args:
+                check_member(args[0], seq, "search")
+            return args, kwargs
+
+        def sort_args(seq: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            """``list.sort``: the items (or their keys) are compared."""
+            if "key" in kwargs and kwargs["key"] is not None:
+                kwargs = dict(kwargs, key=keyed(kwargs["key"], "sort key"))
+            else:
+                collection(seq, "sort")
+            return args, kwargs
+
+        def bulk_args(_self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            """Methods hashing every item of already materialised arguments."""
+            for arg in args:
+                collection(arg, "hashing")
+            return args, kwargs
+
+        self.key_args = key_args
+        self.heap_functions = lambda: _heap_functions(less)
+        self.scan_args = scan_args
+        self.sort_args = sort_args
+        self.bulk_args = bulk_args
+
+
+def _heap_functions(less: Callable[[Any, Any], bool]) -> dict[str, Callable[..., Any]]:
+    """``heappop``, ``heapreplace`` and ``heappushpop`` with every comparison
+    through ``less``: they compare items already in the heap with each other,
+    which the plugin may have put there any way it liked. The algorithm is
+    the standard library's own (heapq.py), one comparison per step, so the
+    cost stays O(log n) comparisons."""
+
+    def siftdown(heap: list[Any], startpos: int, pos: int) -> None:
+        newitem = heap[pos]
+        while pos > startpos:
+            parentpos = (pos - 1) >> 1
+            parent = heap[parentpos]
+            if less(newitem, parent):
+                heap[pos] = parent
+                pos = parentpos
+                continue
+            break
+        heap[pos] = newitem
+
+    def siftup(heap: list[Any], pos: int) -> None:
+        endpos = len(heap)
+        startpos = pos
+        newitem = heap[pos]
+        childpos = 2 * pos + 1
+        while childpos < endpos:
+            rightpos = childpos + 1
+            if rightpos < endpos and not less(heap[childpos], heap[rightpos]):
+                childpos = rightpos
+            heap[pos] = heap[childpos]
+            pos = childpos
+            childpos = 2 * pos + 1
+        heap[pos] = newitem
+        siftdown(heap, startpos, pos)
+
+    def checked_list(heap: Any, name: str) -> list[Any]:
+        if not isinstance(heap, list):
+            raise TypeError(f"{name}() argument 1 must be list, not {type(heap).__name__}")
+        return heap
+
+    def heappop(heap: Any) -> Any:
+        heap = checked_list(heap, "heappop")
+        lastelt = heap.pop()
+        if heap:
+            returnitem = heap[0]
+            heap[0] = lastelt
+            siftup(heap, 0)
+            return returnitem
+        return lastelt
+
+    def heapreplace(heap: Any, item: Any) -> Any:
+        heap = checked_list(heap, "heapreplace")
+        returnitem = heap[0]
+        heap[0] = item
+        siftup(heap, 0)
+        return returnitem
+
+    def heappushpop(heap: Any, item: Any) -> Any:
+        heap = checked_list(heap, "heappushpop")
+        if heap and less(heap[0], item):
+            item, heap[0] = heap[0], item
+            siftup(heap, 0)
+        return item
+
+    return {"heappop": heappop, "heapreplace": heapreplace, "heappushpop": heappushpop}

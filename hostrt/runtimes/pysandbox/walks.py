@@ -1,0 +1,331 @@
+"""How much C code would visit walking a plugin's structure, measured first.
+
+Comparing (``==``, ``<``, ``in``, sorting), hashing and converting to text
+are single C calls that descend into every item of a list, tuple, dict or
+set, and into theirs. No budget check runs inside them. Their cost is not
+the structure's size in memory but its size *unfolded*: a part that appears
+in two places is visited twice, so ``a = [a, a]`` repeated 64 times holds 65
+objects and makes ``a == b`` visit 2**65 items, freezing the interpreter.
+
+:class:`Walks` measures that unfolded size before such a call and refuses a
+structure past :data:`~.limits.MAX_WALK_ITEMS` (a structure that contains
+itself counts as too large). The measurement is built to stay close to the
+C call's own cost:
+
+* scalars and flat containers are answered at once;
+* a structure without shared parts (a tree, the ordinary case) is measured
+  breadth first with C-level helpers (``gc.get_referents`` over whole
+  levels, ``map``/``compress`` to keep only nested containers, a set of
+  ids to notice sharing), so no Python code runs per item;
+* only when some container is reached twice does an exact count by
+  depth-first search run, once per distinct container.
+
+Text conversions get an estimate of the characters they would produce
+(:meth:`Walks.text_size`), counted the same way, so ``repr`` of a shared
+structure is refused before it allocates gigabytes.
+
+A walk of C code is bounded by the smaller of the two operands of a
+comparison, but the measurement checks every operand it is given: a
+structure past the limit is refused in any comparison. See
+docs/python-plugins.md ("Limits") for the list of operations checked.
+"""
+
+from __future__ import annotations
+
+import gc
+from sys import getrefcount
+from collections import Counter, deque
+from itertools import compress, repeat
+from operator import is_
+from typing import Any, Iterable
+
+from .limits import MAX_BYTES, MAX_WALK_ITEMS, walk_message
+from .refusals import SandboxLimitError
+
+NoneType = type(None)
+
+#: Types C code never descends into: comparing, hashing or printing one
+#: costs at most its own size, which the other limits bound.
+LEAF_TYPES = frozenset({int, float, complex, bool, str, bytes, bytearray, NoneType, range, type(...)})
+
+#: Built-in types whose comparison, hash or text descends into their items.
+CONTAINER_BASES: tuple[type, ...] = (
+    list, tuple, dict, set, frozenset, deque, slice,
+    type({}.keys()), type({}.values()), type({}.items()),
+)
+
+#: Containers whose items ``gc.get_referents`` returns exactly (subclasses
+#: add their class and instance dict, which only over-count).
+_VIEW_TYPES = frozenset({type({}.keys()), type({}.values()), type({}.items())})
+
+#: At most this many items are gathered into one level chunk of the
+#: breadth-first walk, so a level of a huge structure never needs a second
+#: copy of it in memory.
+_CHUNK = 1 << 16
+
+#: Containers with at most this many scalar items skip the walk entirely.
+_SMALL = 64
+
+#: Characters a leaf of these types adds to a text conversion, at most
+#: (ints are measured by their bit length; strings and bytes by length).
+_LEAF_TEXT = 32
+
+
+#: Exact built-in container types whose length and items are read directly
+#: (never a plugin's ``__len__`` or ``__iter__``: a subclass may lie).
+_FLAT_CANDIDATES = frozenset({list, tuple, set, frozenset, deque})
+
+_EXACT_SIZED = frozenset({list, tuple, set, frozenset, deque, dict})
+
+_STRINGS = frozenset({str, bytes, bytearray})
+_INTS = frozenset({int, bool})
+
+
+class Walks:
+    """The walk measurements of one plugin's sandbox.
+
+    Holds which types count as containers: the built-in ones and every
+    subclass of them met so far (plugin classes deriving from ``list`` or
+    ``dict`` compare like their base), so the per-item type test stays a
+    C-level set lookup.
+    """
+
+    def __init__(self, limit: int = MAX_WALK_ITEMS, text_limit: int = MAX_BYTES) -> None:
+        self.limit = limit
+        self.text_limit = text_limit
+        self._containers: set[type] = set(CONTAINER_BASES)
+        self._leaves: set[type] = set(LEAF_TYPES)
+        #: The live set of types known to be leaves, for the compiler's
+        #: inline fast paths (``type(x) in _LEAF_``); it grows as types are
+        #: classified.
+        self.leaf_types = self._leaves
+        #: container type -> the length function of its built-in base.
+        self._lengths: dict[type, Any] = {}
+        self._unshared = self._calibrate()
+
+    def _calibrate(self) -> int:
+        """The reference count :meth:`_measure` sees on a container held by
+        exactly one parent: the parent, the level's item list, the nested
+        list and the count's own argument. Measured rather than assumed, so
+        that an interpreter holding references differently only makes the
+        walk take the exact path more often."""
+        probe = [[0]]
+        items = gc.get_referents(probe)
+        nested = self._nested(items)
+        return max(map(getrefcount, nested))
+
+    # -- classification ---------------------------------------------------------
+
+    def _learn(self, types: Iterable[type]) -> None:
+        for t in types:
+            if t not in self._containers and t not in self._leaves:
+                (self._containers if issubclass(t, CONTAINER_BASES) else self._leaves).add(t)
+
+    def _nested(self, items: list[Any]) -> list[Any]:
+        """The containers among ``items``, in order."""
+        if not gc.get_referents(*items):
+            # Nothing among them holds anything (every container is a
+            # gc-tracked type with referents): no type test per item.
+            return []
+        kinds = set(map(type, items))
+        if kinds.isdisjoint(self._containers):
+            if kinds <= self._leaves:
+                return []
+            self._learn(kinds)
+            if kinds.isdisjoint(self._containers):
+                return []
+        return list(compress(items, map(self._containers.__contains__, map(type, items))))
+
+    def _item_count(self, container: Any) -> int:
+        """How many referents ``gc.get_referents`` returns for ``container``,
+        about, read through its built-in base (dicts give keys and values)."""
+        t = type(container)
+        length = self._lengths.get(t)
+        if length is None:
+            if t is slice or t in _VIEW_TYPES:
+                length = _constant(3 if t is slice else 1)
+            else:
+                base = next(b for b in t.__mro__ if b in CONTAINER_BASES)
+                length = (lambda c, n=base.__len__: 2 * n(c)) if base is dict else base.__len__
+            self._lengths[t] = length
+        return length(container)
+
+    # -- measuring ----------------------------------------------------------------
+
+    def is_flat(self, obj: Any) -> bool:
+        """True when walking ``obj`` is trivially bounded: a scalar or other
+        leaf, or a small built-in container of leaves."""
+        t = type(obj)
+        if t in self._leaves:
+            return True
+        if t not in self._containers:
+            self._learn((t,))
+            if t not in self._containers:
+                return True
+        if t in _FLAT_CANDIDATES:
+            return len(obj) <= _SMALL and set(map(type, obj)) <= self._leaves
+        if t is dict:
+            return len(obj) <= _SMALL and set(map(type, obj)) <= self._leaves and set(map(type, obj.values())) <= self._leaves
+        return False
+
+    def size(self, obj: Any) -> int:
+        """Items C code visits walking ``obj`` fully, counting each shared
+        part once per place; ``limit + 1`` as soon as it is known to be
+        more than the limit (or ``obj`` contains itself)."""
+        if type(obj) in self._leaves:
+            return 1
+        return self._measure(obj, None, self.limit)
+
+    def text_size(self, obj: Any) -> int:
+        """An upper estimate of the characters ``repr(obj)`` produces from
+        the built-in containers and scalars in it (a plugin object inside
+        counts a few characters: its own ``__repr__`` is plugin code, judged
+        when it runs); ``text_limit + 1`` once known to be past the limit."""
+        if type(obj) in self._leaves:
+            return _leaf_text([obj])
+        return self._measure(obj, _leaf_text, self.text_limit)
+
+    def check(self, obj: Any, what: str) -> Any:
+        """``obj`` if C code may walk it; refuses it otherwise."""
+        if not self.is_flat(obj) and self._measure(obj, None, self.limit) > self.limit:
+            raise SandboxLimitError(walk_message(what, self.limit))
+        return obj
+
+    def check_text(self, obj: Any, what: str) -> Any:
+        """``obj`` if its text fits the text limit; refuses it otherwise."""
+        if type(obj) in self._leaves:
+            return obj
+        n = self._measure(obj, _leaf_text, self.text_limit)
+        if n > self.text_limit:
+            raise SandboxLimitError(
+                f"{what} of more than {self.text_limit} characters exceeds the plugin limit of {self.text_limit}"
+            )
+        return obj
+
+    def check_member(self, item: Any, container: Any, what: str = "membership test") -> None:
+        """Refuses ``item in container`` (and ``index``/``count``/``remove``)
+        when it could walk too far: ``item`` is compared with each entry of
+        a sequence, or hashed and compared with the equal-hash entries of a
+        set or dict, each comparison bounded by ``item``'s size."""
+        if type(item) in self._leaves:
+            return
+        n = self.size(item)
+        if n > self.limit:
+            raise SandboxLimitError(walk_message(what, self.limit))
+        if isinstance(container, _HASHED):
+            return
+        try:
+            scans = self._item_count(container) if type(container) in self._containers else 0
+        except TypeError:
+            return
+        if scans * n > self.limit:
+            self.check(container, what)
+
+    # -- the two walks ------------------------------------------------------------
+
+    def _measure(self, obj: Any, leaf_text: Any, cap: int) -> int:
+        """Breadth first, a whole level at a time; falls back to
+        :meth:`_exact` once some container is reached twice.
+
+        With ``leaf_text`` set, counts estimated characters (the leaves'
+        text plus a few characters per item) instead of items.
+        """
+        t = type(obj)
+        if t not in self._containers:
+            self._learn((t,))
+            if t not in self._containers:
+                return 1 if leaf_text is None else _LEAF_TEXT
+        total = 1
+        level = [obj]
+        while level:
+            following: list[Any] = []
+            for items in self._level_items(level):
+                total += len(items) if leaf_text is None else 4 * len(items) + leaf_text(items)
+                if total > cap:
+                    return cap + 1
+                nested = self._nested(items)
+                if nested:
+                    # A container held by more than its one parent (and
+                    # this walk's own lists) may be shared: count exactly.
+                    if max(map(getrefcount, nested)) > self._unshared:
+                        return self._exact(obj, leaf_text, cap)
+                    following.extend(nested)
+            level = following
+        return total
+
+    def _level_items(self, level: list[Any]) -> Iterable[list[Any]]:
+        """The items of the containers in ``level``, gathered into chunks of
+        about :data:`_CHUNK` (a larger container is its own chunk)."""
+        if set(map(type, level)) <= _EXACT_SIZED and sum(map(len, level)) <= _CHUNK * 16:
+            # The common case, counted in C: built-in containers whose
+            # items (a dict's keys and values) make one modest list.
+            yield gc.get_referents(*level)
+            return
+        batch: list[Any] = []
+        batched = 0
+        for container in level:
+            n = self._item_count(container)
+            if n > _CHUNK:
+                yield gc.get_referents(container)
+                continue
+            batch.append(container)
+            batched += n
+            if batched >= _CHUNK:
+                yield gc.get_referents(*batch)
+                batch, batched = [], 0
+        if batch:
+            yield gc.get_referents(*batch)
+
+    def _exact(self, obj: Any, leaf_text: Any, cap: int) -> int:
+        """Depth first over distinct containers, each measured once and its
+        measure added once per place it appears."""
+        done: dict[int, int] = {}
+        on_path: set[int] = set()
+        stack: list[tuple[Any, list[Any] | None, int]] = [(obj, None, 0)]
+        while stack:
+            node, nested, own = stack.pop()
+            key = id(node)
+            if nested is None:
+                if key in done:
+                    continue
+                items = gc.get_referents(node)
+                own = len(items) if leaf_text is None else 4 * len(items) + leaf_text(items)
+                nested = self._nested(items)
+                on_path.add(key)
+                stack.append((node, nested, own))
+                for child in nested:
+                    child_key = id(child)
+                    if child_key in on_path:
+                        return cap + 1  # contains itself: unfolds without end
+                    if child_key not in done:
+                        stack.append((child, None, 0))
+                continue
+            total = own + sum(done[id(child)] for child in nested)
+            if total > cap:
+                return cap + 1
+            done[key] = total
+            on_path.discard(key)
+        return 1 + done[id(obj)]
+
+
+_HASHED = (dict, set, frozenset, type({}.keys()), type({}.items()))
+
+
+def _constant(n: int) -> Any:
+    return lambda _container: n
+
+
+def _leaf_text(items: list[Any]) -> int:
+    """Most characters the scalars among ``items`` print as, about:
+    strings and bytes by length, integers by their digits, anything else
+    a fixed few (containers are counted by the caller, per item)."""
+    counts = Counter(map(type, items))
+    total = 0
+    for t, n in counts.items():
+        if t in _STRINGS:
+            total += sum(map(len, compress(items, map(is_, map(type, items), repeat(t)))))
+        elif t in _INTS:
+            total += sum(map(int.bit_length, compress(items, map(is_, map(type, items), repeat(t))))) * 10 // 33 + n
+        elif t is not NoneType and not issubclass(t, CONTAINER_BASES):
+            total += _LEAF_TEXT * n
+    return total
