@@ -29,6 +29,7 @@ from hostrt.errors import (
 from hostrt.grants import GrantManager
 from hostrt.runtimes.base import PluginSource, RuntimeLimits
 from hostrt.runtimes.python import LoadedPythonPlugin, PythonRuntime
+from hostrt.runtimes.pysandbox.limits import MAX_WALK_DEPTH
 from hostrt.store import Store
 
 from conftest import RecordingGate
@@ -558,9 +559,11 @@ def test_load_runs_the_top_level_under_the_budget(tmp_path):
 
 
 def test_deep_c_recursion_does_not_crash_the_host(tmp_path):
-    """Hashing a tuple nested a million deep recurses in C with no recursion
-    check; on a default thread stack it kills the process (SIGSEGV). Plugin
-    threads get a stack large enough for what a budget can build."""
+    """Some C code recurses with no recursion check: pulling from a chain of
+    iterators a million deep, hashing a tuple nested a million deep. On a
+    default thread stack that kills the process (SIGSEGV). Plugin threads
+    get a stack large enough for what a budget can build; hashing such a
+    tuple is refused before C runs (it nests past MAX_WALK_DEPTH)."""
     import subprocess
     import sys
     import textwrap
@@ -576,9 +579,14 @@ def test_deep_c_recursion_does_not_crash_the_host(tmp_path):
             t = ()
             for i in range(1000000):
                 t = (t,)
-            ctx.log.info("hash " + str(hash(t) != 0))
-            seen = {t: 1}
-            ctx.log.info("dict " + str(len(seen)))
+            try:
+                hash(t)
+            except MemoryError as exc:
+                ctx.log.info("hash refused: " + str(exc))
+            it = iter([5])
+            for i in range(500000):
+                it = map(abs, it)
+            ctx.log.info("chain " + str(next(it)))
     """))
     host_script = textwrap.dedent(f"""
         import asyncio, logging, sys
@@ -593,5 +601,6 @@ def test_deep_c_recursion_does_not_crash_the_host(tmp_path):
     """)
     out = subprocess.run([sys.executable, "-c", host_script], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, f"host died with {out.returncode}: {out.stderr[-2000:]}"
-    assert "hash True" in out.stdout and "dict 1" in out.stdout
+    assert f"nests more than {MAX_WALK_DEPTH} levels deep" in out.stdout
+    assert "chain 5" in out.stdout
     assert "STATE active" in out.stdout

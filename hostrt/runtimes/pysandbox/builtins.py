@@ -397,14 +397,17 @@ def build_builtins(
     keyed = walk_guards.keyed
     walks = walk_guards.walks
 
+    operand = walk_guards.operand
+
     def compared(args: tuple[Any, ...], kwargs: dict[str, Any], what: str) -> tuple[Any, dict[str, Any]]:
-        """min/max arguments: the items (or their keys) are compared."""
-        items = bounded(args[0]) if len(args) == 1 else args
+        """min/max arguments: the items (or their keys) are compared, one
+        at a time as the counted iteration yields them."""
         if kwargs.get("key") is not None:
             kwargs = dict(kwargs, key=keyed(kwargs["key"], what + " key"))
-        else:
-            collection(items, what)
-        return items, kwargs
+            return (getiter(args[0]) if len(args) == 1 else args), kwargs
+        if len(args) == 1:
+            return map(operand, getiter(args[0])), kwargs
+        return collection(args, what), kwargs
 
     def min_(*args: Any, **kwargs: Any) -> Any:
         if not args:

@@ -37,6 +37,7 @@ from typing import Any, Callable
 
 from ...errors import HostrtError
 from .refusals import SandboxPolicyError
+from .walks import Walks
 
 _log = logging.getLogger("hostrt.runtime.python")
 _TOKEN = object()
@@ -122,6 +123,8 @@ class Log(Facade):
     def _log(self, level: str, message: Any, fields: Any) -> None:
         # str() of a plugin object runs plugin code: here, inside the entry
         # and its budget, not later in a host log handler.
+        if type(message) is not str:
+            Walks().check_text(message, "log message")
         text = message if type(message) is str else str(message)
         self._call(self._gate.log, level, text, fields)
 

@@ -23,6 +23,11 @@ MAX_ITEMS = 16 * 1024 * 1024
 #: objects; a structure that contains itself counts as too large.
 MAX_WALK_ITEMS = 2 * MAX_ITEMS
 
+#: Deepest nesting such a walk may descend: measuring costs Python work per
+#: level, and comparisons and ``repr`` fail far sooner on their own
+#: (RecursionError), so only hashing a tuple chain could use more.
+MAX_WALK_DEPTH = 10_000
+
 #: Most bytes in one ``bytes``/``bytearray`` and most characters in one
 #: ``str`` produced by a checked operation.
 MAX_BYTES = 64 * 1024 * 1024
@@ -110,7 +115,8 @@ def walk_message(what: str, limit: int = MAX_WALK_ITEMS) -> str:
     """The refusal message for a structure too large (unfolded) to walk."""
     return (
         f"{what} of a structure that unfolds to more than {limit} items (every shared or "
-        f"self-containing part counts once per place it appears) exceeds the plugin limit of {limit}"
+        f"self-containing part counts once per place it appears) or nests more than "
+        f"{MAX_WALK_DEPTH} levels deep exceeds the plugin limit of {limit}"
     )
 
 

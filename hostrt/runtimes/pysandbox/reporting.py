@@ -30,8 +30,9 @@ from ...errors import (
     SandboxViolationError,
 )
 from ...context import printable
-from .limits import MAX_ERROR_MESSAGE
+from .limits import MAX_BYTES, MAX_ERROR_MESSAGE
 from .refusals import BudgetInterrupt, SandboxImportError, SandboxLimitError, SandboxPolicyError
+from .walks import Walks
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,11 @@ class Reporter:
     def message_of(self, exc: BaseException) -> str:
         """``str(exc)``, which may run plugin code; never raises."""
         try:
+            # The built-in str() of an exception is the text of its args,
+            # which may be a structure with shared parts: measured first.
+            size = Walks().text_size(exc.args)
+            if size > MAX_BYTES:
+                return f"<exception message of more than {MAX_BYTES} characters>"
             text = str(exc)
         except BaseException:  # noqa: BLE001 - plugin __str__ may raise anything, even the interrupt
             return "<exception str() failed>"

@@ -39,7 +39,7 @@ from itertools import compress, repeat
 from operator import is_
 from typing import Any, Iterable
 
-from .limits import MAX_BYTES, MAX_WALK_ITEMS, walk_message
+from .limits import MAX_BYTES, MAX_WALK_DEPTH, MAX_WALK_ITEMS, walk_message
 from .refusals import SandboxLimitError
 
 NoneType = type(None)
@@ -121,13 +121,10 @@ class Walks:
             if t not in self._containers and t not in self._leaves:
                 (self._containers if issubclass(t, CONTAINER_BASES) else self._leaves).add(t)
 
-    def _nested(self, items: list[Any]) -> list[Any]:
-        """The containers among ``items``, in order."""
-        if not gc.get_referents(*items):
-            # Nothing among them holds anything (every container is a
-            # gc-tracked type with referents): no type test per item.
-            return []
-        kinds = set(map(type, items))
+    def _nested(self, items: list[Any], kinds: set[type] | None = None) -> list[Any]:
+        """The containers among ``items`` (whose types are ``kinds``), in order."""
+        if kinds is None:
+            kinds = set(map(type, items))
         if kinds.isdisjoint(self._containers):
             if kinds <= self._leaves:
                 return []
@@ -237,13 +234,20 @@ class Walks:
                 return 1 if leaf_text is None else _LEAF_TEXT
         total = 1
         level = [obj]
+        depth = 0
         while level:
+            depth += 1
+            if depth > MAX_WALK_DEPTH:
+                return cap + 1
             following: list[Any] = []
+            if leaf_text is not None:
+                total += self._key_text(level)
             for items in self._level_items(level):
-                total += len(items) if leaf_text is None else 4 * len(items) + leaf_text(items)
+                kinds = set(map(type, items))
+                total += _cost(items, kinds) if leaf_text is None else 4 * len(items) + leaf_text(items)
                 if total > cap:
                     return cap + 1
-                nested = self._nested(items)
+                nested = self._nested(items, kinds)
                 if nested:
                     # A container held by more than its one parent (and
                     # this walk's own lists) may be shared: count exactly.
@@ -251,6 +255,16 @@ class Walks:
                         return self._exact(obj, leaf_text, cap)
                     following.extend(nested)
             level = following
+        return total
+
+    def _key_text(self, level: list[Any]) -> int:
+        """The text of the dicts' keys in ``level``: a dict whose keys are
+        all strings reports only its values to ``gc.get_referents`` (string
+        keys cannot hold anything), but prints its keys."""
+        total = 0
+        for container in level:
+            if isinstance(container, dict):
+                total += _leaf_text(list(dict.keys(container)))
         return total
 
     def _level_items(self, level: list[Any]) -> Iterable[list[Any]]:
@@ -289,9 +303,12 @@ class Walks:
                 if key in done:
                     continue
                 items = gc.get_referents(node)
-                own = len(items) if leaf_text is None else 4 * len(items) + leaf_text(items)
-                nested = self._nested(items)
+                kinds = set(map(type, items))
+                own = _cost(items, kinds) if leaf_text is None else 4 * len(items) + leaf_text(items) + self._key_text([node])
+                nested = self._nested(items, kinds)
                 on_path.add(key)
+                if len(on_path) > MAX_WALK_DEPTH:
+                    return cap + 1
                 stack.append((node, nested, own))
                 for child in nested:
                     child_key = id(child)
@@ -313,6 +330,20 @@ _HASHED = (dict, set, frozenset, type({}.keys()), type({}.items()))
 
 def _constant(n: int) -> Any:
     return lambda _container: n
+
+
+#: Characters of a string (or bytes) C code compares in the time of one
+#: item visit, about: long strings held in many places (``[s] * 10**7``
+#: compared with an equal copy) cost by their length.
+_CHARS_PER_ITEM = 64
+
+
+def _cost(items: list[Any], kinds: set[type]) -> int:
+    """What walking ``items`` costs, in item visits."""
+    n = len(items)
+    for t in kinds & _STRINGS:
+        n += sum(map(len, compress(items, map(is_, map(type, items), repeat(t))))) // _CHARS_PER_ITEM
+    return n
 
 
 def _leaf_text(items: list[Any]) -> int:
