@@ -84,6 +84,25 @@ def work():
     return len(d), len(items), len(squares), len(index)
 """
 
+# Every comparison, key and sort here is measured by the walk guards
+# (hostrt/runtimes/pysandbox/walks.py) before C runs it.
+COMPARE_AND_LOOK_UP = """
+def work():
+    records = [(i % 97, str(i), (i, i + 1)) for i in range(20000)]
+    index = {}
+    for key, name, pair in records:
+        index[key, name] = pair
+    hits = 0
+    for key, name, pair in records:
+        if index[key, name] == pair:
+            hits += 1
+        if index.get((key, name)) != pair or (key, name) not in index:
+            hits -= 1
+    ordered = sorted(records)
+    seen = set(pair for _, _, pair in records)
+    return hits, ordered[0], ordered[-1], len(seen)
+"""
+
 TRIVIAL_PLUGIN = """
 def activate(ctx):
     ctx.log.info("hello")
@@ -155,7 +174,7 @@ class Row:
         return "OK" if self.ratio <= self.target else "OVER"
 
 
-async def code_case(root: Path, runtime: PythonRuntime, case: str, source: str, target: float) -> Row:
+async def code_case(root: Path, runtime: PythonRuntime, case: str, source: str, target: float | None) -> Row:
     work = plain(source)["work"]
     base = median_time(work)
     loaded = await runtime.load(write_plugin(root, case.split()[0].lower().replace("+=", "add"), source))
@@ -260,6 +279,7 @@ async def main() -> int:
             await code_case(root, runtime, "+= loop (1,000,000)", INPLACE_ADD, 3.0),
             await code_case(root, runtime, "attribute reads", ATTRIBUTE_READS, 3.0),
             await code_case(root, runtime, "list/dict building", BUILD_CONTAINERS, 3.0),
+            await code_case(root, runtime, "comparisons, keys, sorting", COMPARE_AND_LOOK_UP, None),
             await activation_case(root, runtime),
             *await storage_cases(root, runtime),
         ]

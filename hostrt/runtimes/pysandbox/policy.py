@@ -458,6 +458,19 @@ class PluginPolicy(RestrictingNodeTransformer):
             if isinstance(node.ops[0], ast.NotIn):
                 found = ast.UnaryOp(op=ast.Not(), operand=found)
             return self._locate(found, node)
+        if len(node.ops) == 1 and isinstance(node.ops[0], _WALKING_COMPARISONS):
+            left, right = operands
+            if _is_literal(left) or _is_literal(right):
+                return node
+            # A scalar on either side compares without descending into the
+            # other: one inline type test on a plain name keeps the native
+            # comparison; the other branch checks both operands.
+            for name, other in ((left, right), (right, left)):
+                if isinstance(name, ast.Name) and _is_simple(other):
+                    fast = ast.Compare(left=copy.deepcopy(left), ops=[node.ops[0]], comparators=[copy.deepcopy(right)])
+                    slow = ast.Compare(left=_call("_cmpv_", left), ops=[node.ops[0]], comparators=[_call("_cmpv_", right)])
+                    test = ast.Compare(left=_call("_type_", _name(name.id)), ops=[ast.In()], comparators=[_name("_LEAF_")])
+                    return self._locate(ast.IfExp(test=test, body=fast, orelse=slow), node)
         # Each operand compared (not by identity) with a non-literal is checked.
         needs = [False] * len(operands)
         for i, op in enumerate(node.ops):
@@ -490,6 +503,17 @@ class PluginPolicy(RestrictingNodeTransformer):
             node.args = [self._leaf_guard(a, "_key_", a) for a in node.args]
             return node
         node = self.node_contents_visit(node)
+        if (isinstance(node.func, ast.Name) and node.func.id == "str" and len(node.args) == 1
+                and not node.keywords and isinstance(node.args[0], ast.Name)):
+            # str(x) of a scalar calls the real str directly (the sandbox's
+            # str checks the text of containers first), as long as the name
+            # str still means the sandbox's.
+            arg = node.args[0].id
+            test = ast.BoolOp(op=ast.And(), values=[
+                ast.Compare(left=_name("str"), ops=[ast.Is()], comparators=[_name("_STRP_")]),
+                ast.Compare(left=_call("_type_", _name(arg)), ops=[ast.In()], comparators=[_name("_LEAF_")]),
+            ])
+            return self._locate(ast.IfExp(test=test, body=_call("_STR_", _name(arg)), orelse=node), node)
         for arg in node.args:
             if isinstance(arg, ast.Starred):
                 arg.value = self._locate(_call("_getiter_cap_", arg.value), arg)
@@ -579,6 +603,15 @@ class PluginPolicy(RestrictingNodeTransformer):
             if isinstance(left, ast.Name) and _is_simple(right):
                 fast = ast.BinOp(left=_name(left.id), op=op(), right=copy.deepcopy(right))
                 return self._inline_number_test(left.id, fast, _call(_BINOP_GUARDS[op], left, right), node)
+            if self._may_bind_temporaries() and _is_simple(right):
+                # p.x - q.x: the left operand into a temporary (a walrus
+                # in the test, so it is still evaluated first and once).
+                tmp = self.gen_tmp_name()
+                bound = ast.NamedExpr(target=ast.Name(tmp, ast.Store()), value=left)
+                test = ast.Compare(left=_call("_type_", bound), ops=[ast.In()], comparators=[_name("_NUM_")])
+                fast = ast.BinOp(left=_name(tmp), op=op(), right=copy.deepcopy(right))
+                slow = _call(_BINOP_GUARDS[op], _name(tmp), right)
+                return self._locate(ast.IfExp(test=test, body=fast, orelse=slow), node)
         elif op is ast.Add:
             if _is_number_const(left) or _is_number_const(right) or _is_text_const(left) or _is_text_const(right):
                 return node
@@ -608,6 +641,11 @@ class PluginPolicy(RestrictingNodeTransformer):
             if _is_int_const(right, _SMALL_DIVISOR) or _is_float_const(right):
                 return node
         return self._locate(_call(_BINOP_GUARDS[op], left, right), node)
+
+    def _may_bind_temporaries(self) -> bool:
+        """Whether a walrus temporary may appear here: everywhere but in a
+        comprehension directly in a class body (Python refuses that)."""
+        return not (self._scopes[-1] == "class" and self._comprehension_capped)
 
     def _aug_is_native(self, op: type, value: ast.expr) -> bool:
         if op in (ast.Div, ast.RShift, ast.MatMult):

@@ -84,6 +84,8 @@ class Sandbox:
             "_format_": self.formatting.format_value,
             # walks (comparisons, hashing, text of structures)
             "_LEAF_": w.leaf_types,
+            "_STR_": str,
+            "_STRP_": self.types.str,
             "_cmpv_": w.operand,
             "_key_": w.key,
             "_keys_": w.keys,

@@ -84,8 +84,11 @@ class WalkGuards:
             return a ^ b
 
         def sub(a: Any, b: Any) -> Any:
-            if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
-                set_operands(a, b, "'-'")
+            # A number on the left subtracts, or refuses a set or view on
+            # the right before hashing anything.
+            if type(a) in _NUMBERS:
+                return a - b
+            set_operands(a, b, "'-'")
             return a - b
 
         def ior(a: Any, b: Any) -> Any:

@@ -35,7 +35,7 @@ from __future__ import annotations
 import gc
 from sys import getrefcount
 from collections import Counter, deque
-from itertools import compress, repeat
+from itertools import chain, compress, repeat
 from operator import is_
 from typing import Any, Iterable
 
@@ -160,9 +160,10 @@ class Walks:
             if t not in self._containers:
                 return True
         if t in _FLAT_CANDIDATES:
-            return len(obj) <= _SMALL and set(map(type, obj)) <= self._leaves
+            return len(obj) <= _SMALL and self._leaves.issuperset(map(type, obj))
         if t is dict:
-            return len(obj) <= _SMALL and set(map(type, obj)) <= self._leaves and set(map(type, obj.values())) <= self._leaves
+            return (len(obj) <= _SMALL and self._leaves.issuperset(map(type, obj))
+                    and self._leaves.issuperset(map(type, obj.values())))
         return False
 
     def size(self, obj: Any) -> int:
@@ -171,6 +172,8 @@ class Walks:
         more than the limit (or ``obj`` contains itself)."""
         if type(obj) in self._leaves:
             return 1
+        if self.is_flat(obj):
+            return 1 + len(obj) * (2 if type(obj) is dict else 1)
         return self._measure(obj, None, self.limit)
 
     def text_size(self, obj: Any) -> int:
@@ -234,6 +237,8 @@ class Walks:
                 return 1 if leaf_text is None else _LEAF_TEXT
         total = 1
         level = [obj]
+        walked: list[list[Any]] = []
+        seen: set[int] | None = None
         depth = 0
         while level:
             depth += 1
@@ -249,11 +254,22 @@ class Walks:
                     return cap + 1
                 nested = self._nested(items, kinds)
                 if nested:
-                    # A container held by more than its one parent (and
-                    # this walk's own lists) may be shared: count exactly.
-                    if max(map(getrefcount, nested)) > self._unshared:
-                        return self._exact(obj, leaf_text, cap)
+                    # A container held by nothing but its one parent (and
+                    # this walk's own lists) is not shared. Otherwise it may
+                    # also be held from outside (an index, a variable):
+                    # compare identities with everything walked so far, and
+                    # count exactly only if it is shared inside.
+                    if seen is None and max(map(getrefcount, nested)) > self._unshared:
+                        seen = {id(obj)}
+                        seen.update(map(id, chain.from_iterable(walked)))
+                        seen.update(map(id, following))
+                    if seen is not None:
+                        before = len(seen)
+                        seen.update(map(id, nested))
+                        if len(seen) - before < len(nested):
+                            return self._exact(obj, leaf_text, cap)
                     following.extend(nested)
+            walked.append(following)
             level = following
         return total
 
