@@ -174,3 +174,14 @@ def test_nesting_past_the_depth_limit_is_refused_quickly(walks):
     for _ in range(MAX_WALK_DEPTH - 1):
         shallow = (shallow,)
     assert walks.check(shallow, "hashing") is shallow
+
+
+def test_other_values_are_leaves(walks):
+    import datetime
+
+    class Plain:
+        pass
+
+    for value in (datetime.date(2024, 1, 1), Plain(), len, range(10)):
+        assert walks.size(value) == 1
+        assert walks.check(value, "comparison") is value

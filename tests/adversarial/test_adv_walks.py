@@ -72,7 +72,7 @@ import pytest
 from hostrt import PluginState
 from hostrt.context import MAX_LOG_MESSAGE
 from hostrt.runtimes.pysandbox.builtins import HOST_ERRORS
-from hostrt.runtimes.pysandbox.limits import MAX_BYTES, MAX_ERROR_MESSAGE, MAX_WALK_ITEMS
+from hostrt.runtimes.pysandbox.limits import MAX_BYTES, MAX_CLASSINFO, MAX_ERROR_MESSAGE, MAX_WALK_ITEMS, SMALL_KEY_ITEMS
 
 TESTS = Path(__file__).resolve().parent.parent
 REPO = TESTS.parent
@@ -632,7 +632,8 @@ add_attack("list-index-missing", TEXT, "[0].index(dag())")
 add_attack("deque-index-missing", TEXT, "deque([0]).index(dag())")
 add_attack("deque-remove-missing", TEXT, "deque([0]).remove(dag())")
 # the sandbox's own range builds its message with repr()
-add_attack("range-index-missing", TEXT, "range(3).index(dag())")
+# the sandbox's range reports a missing value by its type, not its text
+add_attack("range-index-missing", ERROR, "range(3).index(dag())")
 
 # exceptions the host formats
 add_attack("raise-carrying-a-dag", ERROR, "raise ValueError(dag())")
@@ -918,8 +919,9 @@ def outcome_problem(name: str, outcome: dict[str, Any]) -> str | None:
     if kind in (WALK, TEXT, CYCLE):
         if state != "active" or loot.get("went_on") is not True:
             return "the plugin did not go on after the site"
-        if kind == WALK and not _refusal(loot, MAX_WALK_ITEMS):
-            return f"the site was not refused naming the limit of {MAX_WALK_ITEMS} items"
+        if kind == WALK and not _refusal(loot, MAX_WALK_ITEMS, SMALL_KEY_ITEMS, MAX_CLASSINFO):
+            return (f"the site was not refused naming the limit of {MAX_WALK_ITEMS} items (or the key or "
+                    "class-tuple limit)")
         if kind == TEXT and not _refusal(loot, MAX_BYTES, MAX_WALK_ITEMS):
             return f"the text was not refused naming the limit of {MAX_BYTES} characters or {MAX_WALK_ITEMS} items"
         if kind == CYCLE and not (_refusal(loot, MAX_WALK_ITEMS) or loot.get("recursion") is True):

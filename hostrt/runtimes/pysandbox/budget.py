@@ -58,6 +58,13 @@ _monotonic = time.monotonic
 _get_ident = threading.get_ident
 
 
+#: Walks smaller than this many items are not charged.
+_WALK_CHARGE_THRESHOLD = 4096
+#: A walked item costs about as much time as copying this many bytes, so
+#: walks are charged in the same currency as large results.
+_BYTES_PER_WALKED_ITEM = 16
+
+
 class Budget:
     """Wall-clock budget of one plugin, shared by all its entries.
 
@@ -158,6 +165,13 @@ class Budget:
                 return True
             self._state = _EXCEEDED
         raise BudgetInterrupt()
+
+    def charge_walk(self, items: int) -> None:
+        """Account for a walk over ``items`` items a guard is about to
+        allow (several walks in a row each under the limit must still
+        reach a clock read before their sum outlasts the budget)."""
+        if items >= _WALK_CHARGE_THRESHOLD:
+            self.charge(items * _BYTES_PER_WALKED_ITEM)
 
     def charge(self, nbytes: int) -> None:
         """Account for a large result a guard is about to allow; read the

@@ -49,7 +49,7 @@ from ...errors import (
 from .classes import PluginClassMeta, TypeProxy
 from .guards import Guards
 from .iteration import Iteration
-from .limits import MAX_BYTES, MAX_TZNAME, bytes_message
+from .limits import MAX_BYTES, MAX_CLASSINFO, MAX_TZNAME, bytes_message
 from .refusals import SandboxLimitError, SandboxPolicyError
 
 SAFE_EXCEPTIONS = (
@@ -79,7 +79,7 @@ HOST_ERRORS = (
 #: allocate by argument, nor reach anything but their arguments.
 PLAIN_BUILTINS = (
     "abs", "bin", "bool", "callable", "chr", "classmethod", "complex", "float",
-    "hex", "int", "isinstance", "len", "next", "object", "oct", "ord", "property",
+    "hex", "int", "len", "next", "object", "oct", "ord", "property",
     "slice", "staticmethod", "super",
 )
 
@@ -397,8 +397,6 @@ def build_builtins(
     keyed = walk_guards.keyed
     walks = walk_guards.walks
 
-    operand = walk_guards.operand
-
     def compared(args: tuple[Any, ...], kwargs: dict[str, Any], what: str) -> tuple[Any, dict[str, Any]]:
         """min/max arguments: the items (or their keys) are compared, one
         at a time as the counted iteration yields them."""
@@ -406,7 +404,7 @@ def build_builtins(
             kwargs = dict(kwargs, key=keyed(kwargs["key"], what + " key"))
             return (getiter(args[0]) if len(args) == 1 else args), kwargs
         if len(args) == 1:
-            return map(operand, getiter(args[0])), kwargs
+            return map(walk_guards.running(what), getiter(args[0])), kwargs
         return collection(args, what), kwargs
 
     def min_(*args: Any, **kwargs: Any) -> Any:
@@ -458,16 +456,30 @@ def build_builtins(
 
     def iter_(obj: Any, *sentinel: Any) -> Any:
         if sentinel:
-            return getiter(iter(obj, *sentinel))
+            # every value the callable returns is compared with the sentinel
+            return getiter(iter(obj, *map(walk_guards.operand, sentinel)))
         return getiter(obj)
 
     def reversed_(seq: Any) -> Any:
         return getiter(reversed(unwrap(seq)))
 
+    def classinfo_(classinfo: Any, what: str) -> Any:
+        # A tuple of classes may nest tuples, each visited (with a Python
+        # __instancecheck__ for the type stand-ins) once per place.
+        if type(classinfo) is tuple and walks.size(classinfo) > MAX_CLASSINFO:
+            raise SandboxLimitError(
+                f"{what} with a class tuple that unfolds to more than {MAX_CLASSINFO} entries "
+                f"exceeds the plugin limit of {MAX_CLASSINFO}"
+            )
+        return classinfo
+
+    def isinstance_(obj: Any, classinfo: Any, /) -> bool:
+        return isinstance(obj, classinfo_(classinfo, "isinstance()"))
+
     def issubclass_(cls: Any, classinfo: Any) -> bool:
         if type(cls) is TypeProxy:
             cls = cls._real
-        return issubclass(cls, classinfo)
+        return issubclass(cls, classinfo_(classinfo, "issubclass()"))
 
     def format_(value: Any, format_spec: Any = "") -> Any:
         return format_value(value, format_spec)
@@ -529,6 +541,7 @@ def build_builtins(
             "getattr": guards.checked_getattr,
             "hasattr": guards.checked_hasattr,
             "issubclass": issubclass_,
+            "isinstance": isinstance_,
             "format": format_,
             "pow": guards.checked_pow,
             "divmod": guards.checked_divmod,
@@ -547,7 +560,8 @@ def build_builtins(
     )
     # Plain functions from this module show their plugin-facing names.
     for name in ("all", "any", "sum", "min", "max", "sorted", "enumerate", "zip", "map",
-                 "filter", "iter", "reversed", "issubclass", "format", "print", "repr", "ascii", "hash"):
+                 "filter", "iter", "reversed", "issubclass", "isinstance", "format", "print", "repr", "ascii",
+                 "hash"):
         table[name].__name__ = table[name].__qualname__ = name
     return table
 

@@ -154,7 +154,8 @@ def make_range_type(stream: Iterator[object]) -> type:
             try:
                 return operator.indexOf(ticking(self._r), value)
             except ValueError:
-                raise ValueError(f"{value!r} is not in range") from None
+                # not the value's repr: it may be any structure
+                raise ValueError(f"{type(value).__name__} value is not in range") from None
 
         def __eq__(self, other: Any) -> Any:
             if isinstance(other, SandboxRange):

@@ -28,6 +28,17 @@ MAX_WALK_ITEMS = 2 * MAX_ITEMS
 #: (RecursionError), so only hashing a tuple chain could use more.
 MAX_WALK_DEPTH = 10_000
 
+#: Keys this small may be looked up anywhere: building a container where
+#: many entries share a hash costs the builder quadratic time (each new
+#: entry is compared with the earlier ones), so the budget keeps such
+#: containers small enough that a small key's lookup stays cheap. A larger
+#: key is checked against the container's size.
+SMALL_KEY_ITEMS = 1024
+
+#: Most entries (nested tuples unfolded) a class tuple given to
+#: ``isinstance()`` or ``issubclass()`` may have.
+MAX_CLASSINFO = 4096
+
 #: Most bytes in one ``bytes``/``bytearray`` and most characters in one
 #: ``str`` produced by a checked operation.
 MAX_BYTES = 64 * 1024 * 1024

@@ -568,7 +568,8 @@ class ModuleFactory:
 
         def merge(*iterables: Any, key: Any = None, reverse: bool = False) -> Any:
             if key is None:
-                sources = [map(operand, getiter(it)) for it in iterables]
+                checked = walk_guards.running("merge")
+                sources = [map(checked, getiter(it)) for it in iterables]
             else:
                 sources = [getiter(it) for it in iterables]
                 key = walk_guards.keyed(key, "merge key")

@@ -414,7 +414,9 @@ class PluginPolicy(RestrictingNodeTransformer):
 
     def visit_Subscript(self, node: ast.Subscript) -> Any:
         node = self.node_contents_visit(node)
-        node.slice = self._item_key(node.slice, node)
+        if not isinstance(node.slice, ast.Slice) and not _is_literal(node.slice):
+            node.value, ref = self._container_ref(node.value)
+            node.slice = self._item_key(node.slice, node, ref)
         if isinstance(node.ctx, ast.Load):
             return node
         node.value = self._write_target(node.value, node, item=True)
@@ -422,25 +424,47 @@ class PluginPolicy(RestrictingNodeTransformer):
 
     # -- walks: values C code compares, hashes or prints --------------------------
 
-    def _leaf_guard(self, value: ast.expr, guard: str, old: ast.AST) -> ast.expr:
-        """``value`` checked by ``guard`` (see walkguards.py) unless it is a
-        literal; for a plain name the scalar case is an inline type test."""
+    def _leaf_guard(self, value: ast.expr, guard: str, old: ast.AST, *lead: ast.expr) -> ast.expr:
+        """``value`` checked by ``guard(*lead, value)`` (see walkguards.py)
+        unless it is a literal; for a plain name the scalar case is an
+        inline type test."""
         if _is_literal(value):
             return value
         if isinstance(value, ast.Name):
             test = ast.Compare(left=_call("_type_", _name(value.id)), ops=[ast.In()], comparators=[_name("_LEAF_")])
-            return self._locate(ast.IfExp(test=test, body=_name(value.id), orelse=_call(guard, _name(value.id))), old)
-        return self._locate(_call(guard, value), old)
+            slow = _call(guard, *[copy.deepcopy(e) for e in lead], _name(value.id))
+            return self._locate(ast.IfExp(test=test, body=_name(value.id), orelse=slow), old)
+        return self._locate(_call(guard, *lead, value), old)
 
-    def _item_key(self, key: ast.expr, old: ast.AST) -> ast.expr:
+    def _container_ref(self, container: ast.expr) -> tuple[ast.expr, ast.expr | None]:
+        """(the container as evaluated in place, a reference to it for a key
+        guard): a plain name is its own reference; anything else is bound to
+        a temporary by a walrus where Python allows one, else no reference."""
+        if isinstance(container, ast.Name):
+            return container, _name(container.id)
+        if not self._may_bind_temporaries():
+            return container, None
+        tmp = self.gen_tmp_name()
+        bound = ast.NamedExpr(target=ast.Name(tmp, ast.Store()), value=container)
+        return self._locate(bound, container), _name(tmp)
+
+    def _key_for(self, key: ast.expr, ref: ast.expr | None, old: ast.AST) -> ast.expr:
+        """``key`` checked for hashing into the container ``ref`` refers to
+        (any key size the container's size allows), or, with no reference,
+        as a key of an unknown container (small keys only)."""
+        if ref is None:
+            return self._leaf_guard(key, "_ukey_", old)
+        return self._leaf_guard(key, "_keyin_", old, ref)
+
+    def _item_key(self, key: ast.expr, old: ast.AST, ref: ast.expr | None) -> ast.expr:
         """The key of ``obj[key]``: hashed when ``obj`` is a mapping. A
         short tuple display (``grid[x, y]``) has each part checked."""
         if isinstance(key, ast.Slice):
             return key
         if isinstance(key, ast.Tuple) and len(key.elts) <= 4 and not any(isinstance(e, ast.Starred) for e in key.elts):
-            key.elts = [self._leaf_guard(e, "_key_", old) for e in key.elts]
+            key.elts = [self._key_for(e, ref, old) for e in key.elts]
             return key
-        return self._leaf_guard(key, "_key_", old)
+        return self._key_for(key, ref, old)
 
     def visit_Compare(self, node: ast.Compare) -> Any:
         node = self.node_contents_visit(node)
@@ -500,7 +524,12 @@ class PluginPolicy(RestrictingNodeTransformer):
             self._check_attribute_name(func)
             func.value = self.visit(func.value)
             node.args = [self.visit(a) for a in node.args]
-            node.args = [self._leaf_guard(a, "_key_", a) for a in node.args]
+            if node.args:
+                func.value, ref = self._container_ref(func.value)
+                node.args[0] = self._key_for(node.args[0], ref, node.args[0])
+                if ref is not None:
+                    # dict.get(d, k): the key is the second argument
+                    node.args[1:] = [self._leaf_guard(a, "_keyarg_", a, ref) for a in node.args[1:]]
             return node
         node = self.node_contents_visit(node)
         if (isinstance(node.func, ast.Name) and node.func.id == "str" and len(node.args) == 1
@@ -728,19 +757,21 @@ class PluginPolicy(RestrictingNodeTransformer):
                 self.error(node, "Augmented assignment to a slice is not supported (write x[a:b] = x[a:b] + y).")
                 return node
             if native:
+                obj, ref = self._container_ref(obj)
                 target.value = self._write_target(obj, target, item=True)
-                target.slice = self._item_key(key, target)
+                target.slice = self._item_key(key, target, ref)
                 return node
             if isinstance(obj, ast.Name) and isinstance(key, (ast.Name, ast.Constant)):
-                current = ast.Subscript(value=_name(obj.id), slice=self._item_key(copy.deepcopy(key), target), ctx=ast.Load())
-                store = ast.Subscript(value=self._write_target(obj, target, item=True), slice=self._item_key(key, target),
-                                      ctx=ast.Store())
+                current = ast.Subscript(value=_name(obj.id), slice=self._item_key(copy.deepcopy(key), target, _name(obj.id)),
+                                        ctx=ast.Load())
+                store = ast.Subscript(value=self._write_target(obj, target, item=True),
+                                      slice=self._item_key(key, target, _name(obj.id)), ctx=ast.Store())
                 rhs = self._inplace_value(op, current, node.value, None, node)
                 return self._locate(ast.Assign(targets=[store], value=rhs), node)
             tmp_obj, tmp_key = self.gen_tmp_name(), self.gen_tmp_name()
             stmts: list[ast.stmt] = [
                 ast.Assign(targets=[ast.Name(tmp_obj, ast.Store())], value=_call("_write_", obj)),
-                ast.Assign(targets=[ast.Name(tmp_key, ast.Store())], value=self._item_key(key, target)),
+                ast.Assign(targets=[ast.Name(tmp_key, ast.Store())], value=self._item_key(key, target, _name(tmp_obj))),
             ]
             current = ast.Subscript(value=_name(tmp_obj), slice=_name(tmp_key), ctx=ast.Load())
             rhs = self._inplace_value(op, current, node.value, None, node)
@@ -799,14 +830,14 @@ class PluginPolicy(RestrictingNodeTransformer):
         if isinstance(node.elt, ast.Starred):
             self.error(node, "Unpacking in comprehensions is not allowed.")
         node = self._visit_comprehension_node(node, True)
-        node.elt = self._leaf_guard(node.elt, "_key_", node.elt)
+        node.elt = self._leaf_guard(node.elt, "_ukey_", node.elt)
         return node
 
     def visit_DictComp(self, node: ast.DictComp) -> Any:
         if getattr(node, "value", None) is None:
             self.error(node, "Unpacking in comprehensions is not allowed.")
         node = self._visit_comprehension_node(node, True)
-        node.key = self._leaf_guard(node.key, "_key_", node.key)
+        node.key = self._leaf_guard(node.key, "_ukey_", node.key)
         return node
 
     def visit_GeneratorExp(self, node: ast.GeneratorExp) -> Any:

@@ -33,7 +33,7 @@ class Sandbox:
         self.iteration = Iteration(self.budget)
         walks = Walks()
         self.formatting = Formatting(self.budget, walks)
-        self.walk_guards = WalkGuards(walks)
+        self.walk_guards = WalkGuards(walks, self.budget.charge_walk)
         self.guards = Guards(self.budget, self.iteration, self.formatting, self.walk_guards)
         self.types = PluginTypes(self.iteration, self.guards)
         self.importer = Importer(ModuleFactory(self.budget, self.iteration, self.guards, self.types))
@@ -88,6 +88,9 @@ class Sandbox:
             "_STRP_": self.types.str,
             "_cmpv_": w.operand,
             "_key_": w.key,
+            "_keyin_": w.key_in,
+            "_keyarg_": w.key_arg,
+            "_ukey_": w.unplaced_key,
             "_keys_": w.keys,
             "_in_": w.contains,
             "_text_": w.text,

@@ -23,18 +23,33 @@ from __future__ import annotations
 import operator
 from typing import Any, Callable
 
+from .classes import TypeProxy
+from .limits import walk_message
+from .refusals import SandboxLimitError
 from .walks import Walks
 
 _NUMBERS = frozenset({int, float, bool, complex})
+#: What a method is fetched from when it is called unbound.
+_CLASSES = (type, TypeProxy)
 
 
 class WalkGuards:
     """The walk guards of one plugin's sandbox, as plain functions."""
 
-    def __init__(self, walks: Walks) -> None:
+    def __init__(self, walks: Walks, charge: Callable[[int], None]) -> None:
         self.walks = walks
         leaves = walks.leaf_types
-        check = walks.check
+        size = walks.size
+        limit = walks.limit
+
+        def check(x: Any, what: str) -> Any:
+            """``x`` measured, refused past the limit, and its walk charged
+            to the budget."""
+            n = size(x)
+            if n > limit:
+                raise SandboxLimitError(walk_message(what, limit))
+            charge(n)
+            return x
         check_text = walks.check_text
         check_member = walks.check_member
         self.leaf_types = leaves
@@ -50,6 +65,34 @@ class WalkGuards:
             if type(x) in leaves:
                 return x
             return check(x, "hashing")
+
+        check_key = walks.check_key
+
+        def key_in(container: Any, x: Any) -> Any:
+            """A key looked up in (or stored into) ``container``:
+            ``d[k]``, ``d.get(k)``, ``s.add(x)``. Called as
+            ``dict.get(d, k)``, the "container" is the class and ``x`` the
+            dict: the key is then the next argument (:func:`key_arg`)."""
+            if type(x) in leaves or isinstance(container, _CLASSES):
+                return x
+            charge(check_key(x, container))
+            return x
+
+        def key_arg(container: Any, x: Any) -> Any:
+            """A later argument of ``container.get(...)``-style calls: the
+            key itself when the method was called on the class."""
+            if type(x) in leaves or not isinstance(container, _CLASSES):
+                return x
+            charge(check_key(x, None))
+            return x
+
+        def unplaced_key(x: Any) -> Any:
+            """A key going into a container being built out of sight (a
+            comprehension, ``{*items}``): only small keys."""
+            if type(x) in leaves:
+                return x
+            charge(check_key(x, None))
+            return x
 
         def contains(item: Any, container: Any) -> bool:
             """``item in container``."""
@@ -68,20 +111,17 @@ class WalkGuards:
             if type(b) not in leaves:
                 check(b, what)
 
-        def bitor(a: Any, b: Any) -> Any:
-            if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
-                set_operands(a, b, "'|'")
-            return a | b
+        def set_operator(op: Callable[[Any, Any], Any], symbol: str) -> Callable[[Any, Any], Any]:
+            """``a <op> b`` for the set operators (and their in-place
+            forms): numbers at once, anything else measured first."""
 
-        def bitand(a: Any, b: Any) -> Any:
-            if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
-                set_operands(a, b, "'&'")
-            return a & b
+            def guarded(a: Any, b: Any) -> Any:
+                if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
+                    set_operands(a, b, symbol)
+                return op(a, b)
 
-        def bitxor(a: Any, b: Any) -> Any:
-            if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
-                set_operands(a, b, "'^'")
-            return a ^ b
+            guarded.__name__ = guarded.__qualname__ = op.__name__
+            return guarded
 
         def sub(a: Any, b: Any) -> Any:
             # A number on the left subtracts, or refuses a set or view on
@@ -91,41 +131,38 @@ class WalkGuards:
             set_operands(a, b, "'-'")
             return a - b
 
-        def ior(a: Any, b: Any) -> Any:
-            if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
-                set_operands(a, b, "'|='")
-            return operator.ior(a, b)
-
-        def iand(a: Any, b: Any) -> Any:
-            if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
-                set_operands(a, b, "'&='")
-            return operator.iand(a, b)
-
-        def ixor(a: Any, b: Any) -> Any:
-            if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
-                set_operands(a, b, "'^='")
-            return operator.ixor(a, b)
-
-        def isub(a: Any, b: Any) -> Any:
-            if type(a) not in _NUMBERS or type(b) not in _NUMBERS:
-                set_operands(a, b, "'-='")
-            return operator.isub(a, b)
-
         def keys(iterable: Any) -> Any:
             """``{*iterable}``: every item is hashed."""
-            return map(key, iterable)
+            return map(unplaced_key, iterable)
+
+        def running(what: str) -> Callable[[Any], Any]:
+            """A checker for the items one C call compares one after
+            another (``max``, ``groupby``, ``heapq.merge``, sort keys):
+            their sizes add up to one total, refused past the limit."""
+            total = 0
+
+            def checked(x: Any) -> Any:
+                nonlocal total
+                if type(x) in leaves:
+                    return x
+                n = size(x)
+                total += n
+                if total > limit:
+                    raise SandboxLimitError(walk_message(what, limit))
+                charge(n)
+                return x
+
+            return checked
 
         def keyed(func: Any, what: str) -> Callable[[Any], Any]:
             """``func`` (a ``key=`` function, or None for the items
             themselves) with every result checked before C compares it."""
+            check_result = running(what)
             if func is None:
-                return operand
+                return check_result
 
             def checked_key(item: Any) -> Any:
-                result = func(item)
-                if type(result) in leaves:
-                    return result
-                return check(result, what)
+                return check_result(func(item))
 
             return checked_key
 
@@ -138,18 +175,22 @@ class WalkGuards:
 
         self.operand = operand
         self.key = key
+        self.key_in = key_in
+        self.key_arg = key_arg
+        self.unplaced_key = unplaced_key
         self.contains = contains
         self.text = text
-        self.bitor = bitor
-        self.bitand = bitand
-        self.bitxor = bitxor
+        self.bitor = set_operator(operator.or_, "'|'")
+        self.bitand = set_operator(operator.and_, "'&'")
+        self.bitxor = set_operator(operator.xor, "'^'")
         self.sub = sub
-        self.ior = ior
-        self.iand = iand
-        self.ixor = ixor
-        self.isub = isub
+        self.ior = set_operator(operator.ior, "'|='")
+        self.iand = set_operator(operator.iand, "'&='")
+        self.ixor = set_operator(operator.ixor, "'^='")
+        self.isub = set_operator(operator.isub, "'-='")
         self.keys = keys
         self.keyed = keyed
+        self.running = running
         self.collection = collection
 
         def texted(func: Any, what: str) -> Callable[[Any], Any]:
@@ -180,13 +221,11 @@ class WalkGuards:
 
         # -- method sanitizers (see guards.Guards._build_method_guards) ----------
 
-        def key_args(_self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        def key_args(owner: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             """``d.get(k)``, ``s.add(x)``... fetched other than at a call:
-            every argument may be hashed or compared."""
-            for arg in args:
-                key(arg)
-            for arg in kwargs.values():
-                key(arg)
+            the first argument is hashed into ``owner``."""
+            if args:
+                key_in(owner, args[0])
             return args, kwargs
 
         def scan_args(seq: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -32,14 +32,16 @@ docs/python-plugins.md ("Limits") for the list of operations checked.
 
 from __future__ import annotations
 
+import functools
 import gc
+import types
 from sys import getrefcount
 from collections import Counter, deque
 from itertools import chain, compress, repeat
 from operator import is_
 from typing import Any, Iterable
 
-from .limits import MAX_BYTES, MAX_WALK_DEPTH, MAX_WALK_ITEMS, walk_message
+from .limits import MAX_BYTES, MAX_WALK_DEPTH, MAX_WALK_ITEMS, SMALL_KEY_ITEMS, walk_message
 from .refusals import SandboxLimitError
 
 NoneType = type(None)
@@ -48,11 +50,20 @@ NoneType = type(None)
 #: costs at most its own size, which the other limits bound.
 LEAF_TYPES = frozenset({int, float, complex, bool, str, bytes, bytearray, NoneType, range, type(...)})
 
-#: Built-in types whose comparison, hash or text descends into their items.
+#: Built-in types whose comparison, hash or text descends into their items
+#: (exceptions, partials, static and class methods and bound methods print
+#: what they hold).
 CONTAINER_BASES: tuple[type, ...] = (
     list, tuple, dict, set, frozenset, deque, slice,
     type({}.keys()), type({}.values()), type({}.items()),
+    BaseException, functools.partial, staticmethod, classmethod, types.MethodType,
 )
+
+#: Hashed containers: a lookup compares the key with every entry of equal
+#: hash, and plugin code can make many entries share one hash (integers
+#: hash to themselves modulo 2**61 - 1).
+HASHED_BASES: tuple[type, ...] = (dict, set, frozenset, type({}.keys()), type({}.items()))
+
 
 #: Containers whose items ``gc.get_referents`` returns exactly (subclasses
 #: add their class and instance dict, which only over-count).
@@ -143,7 +154,12 @@ class Walks:
                 length = _constant(3 if t is slice else 1)
             else:
                 base = next(b for b in t.__mro__ if b in CONTAINER_BASES)
-                length = (lambda c, n=base.__len__: 2 * n(c)) if base is dict else base.__len__
+                if base is dict:
+                    length = lambda c, n=dict.__len__: 2 * n(c)  # noqa: E731
+                elif hasattr(base, "__len__"):
+                    length = base.__len__
+                else:  # exceptions, partials, methods: a few references
+                    length = _referent_count
             self._lengths[t] = length
         return length(container)
 
@@ -173,6 +189,8 @@ class Walks:
         if type(obj) in self._leaves:
             return 1
         if self.is_flat(obj):
+            if type(obj) in self._leaves:  # learned just now
+                return 1
             return 1 + len(obj) * (2 if type(obj) is dict else 1)
         return self._measure(obj, None, self.limit)
 
@@ -202,6 +220,32 @@ class Walks:
             )
         return obj
 
+    def check_key(self, key: Any, container: Any, what: str = "lookup") -> int:
+        """Refuses hashing ``key`` into (or looking it up in) ``container``
+        when the comparisons with equal-hash entries could walk too far;
+        ``container=None`` when it is not known (a comprehension being
+        built), which allows only small keys. Returns the key's size."""
+        if type(key) in self._leaves:
+            return 1
+        n = self.size(key)
+        if n > self.limit:
+            raise SandboxLimitError(walk_message(what, self.limit))
+        if n > SMALL_KEY_ITEMS:
+            if container is None:
+                raise SandboxLimitError(
+                    f"{what} of a key that unfolds to {n} items where the container is not known (a "
+                    f"comprehension or unpacking) exceeds the plugin limit of {SMALL_KEY_ITEMS}; build it with a loop"
+                )
+            if isinstance(container, HASHED_BASES):
+                entries = _entries(container)
+                if n * entries > self.limit:
+                    raise SandboxLimitError(
+                        f"{what} of a key that unfolds to {n} items in a container of {entries} entries "
+                        f"(each entry of equal hash is compared with it) exceeds the plugin limit of "
+                        f"{self.limit} items compared"
+                    )
+        return n
+
     def check_member(self, item: Any, container: Any, what: str = "membership test") -> None:
         """Refuses ``item in container`` (and ``index``/``count``/``remove``)
         when it could walk too far: ``item`` is compared with each entry of
@@ -209,11 +253,12 @@ class Walks:
         set or dict, each comparison bounded by ``item``'s size."""
         if type(item) in self._leaves:
             return
+        if isinstance(container, HASHED_BASES):
+            self.check_key(item, container, what)
+            return
         n = self.size(item)
         if n > self.limit:
             raise SandboxLimitError(walk_message(what, self.limit))
-        if isinstance(container, _HASHED):
-            return
         try:
             scans = self._item_count(container) if type(container) in self._containers else 0
         except TypeError:
@@ -341,7 +386,17 @@ class Walks:
         return 1 + done[id(obj)]
 
 
-_HASHED = (dict, set, frozenset, type({}.keys()), type({}.items()))
+def _entries(container: Any) -> int:
+    """Entries of a hashed container, through its built-in base's length
+    (a subclass's ``__len__`` may lie)."""
+    for base in (dict, set, frozenset):
+        if isinstance(container, base):
+            return base.__len__(container)
+    return len(container)  # a dict view: not subclassable
+
+
+def _referent_count(container: Any) -> int:
+    return len(gc.get_referents(container))
 
 
 def _constant(n: int) -> Any:
