@@ -764,6 +764,26 @@ ALLOCATION_BOMBS = [
 ]
 
 
+#: random adds weights and counts up with + in the standard library: a list
+#: of lists there would be concatenated in C, unchecked.
+RANDOM_SUMS = {
+    "choices weights": "random.choices([1, 2], weights=[[0] * 1000] * 300)",
+    "choices cum_weights": "random.choices([1, 2], cum_weights=[[0], [1]])",
+    "sample counts": "random.sample([1, 2], 1, counts=[[0] * 1000] * 300)",
+}
+
+
+@pytest.mark.parametrize("name", list(RANDOM_SUMS))
+def test_random_weights_and_counts_must_be_numbers(tmp_path, name):
+    body = f"import random\ntry:\n    {RANDOM_SUMS[name]}\nexcept TypeError as exc:\n    ctx.storage.set('refused', str(exc))\n"
+    body += "ctx.storage.set('sample', random.sample([1, 2, 3], 2, counts=[1, 1, 1]))\n"
+    body += "ctx.storage.set('choice', random.choices(['a'], weights=[2.5], k=2))\n"
+    outcome = run(tmp_path, activate_body(body), timeout_ms=5000)
+    assert outcome.error is None, outcome.error
+    assert "must be numbers" in outcome.gate.storage_get("refused")
+    assert len(outcome.gate.storage_get("sample")) == 2 and outcome.gate.storage_get("choice") == ["a", "a"]
+
+
 @pytest.mark.parametrize("expression, message", ALLOCATION_BOMBS)
 def test_allocation_bombs_are_refused_quickly(tmp_path, expression, message):
     outcome = run(tmp_path, activate_body(expression), timeout_ms=5000)

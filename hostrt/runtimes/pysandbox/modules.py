@@ -147,6 +147,9 @@ def make_module(name: str, attrs: dict[str, Any]) -> ModuleProxy:
     return proxy
 
 
+_REAL_NUMBERS = frozenset({int, float, bool})
+
+
 def _limit(message: str) -> SandboxLimitError:
     return SandboxLimitError(message)
 
@@ -369,6 +372,14 @@ class ModuleFactory:
         write = self.guards.write
         attrs = {name: getattr(generator, name) for name in _RANDOM_PLAIN}
 
+        def numbers(values: Any, name: str) -> Any:
+            # The standard library adds these up with + (itertools.accumulate):
+            # only numbers, or a list of lists would be concatenated in C.
+            values = iteration.bounded(values)
+            if not set(map(type, values)) <= _REAL_NUMBERS:
+                raise TypeError(f"random: {name} must be numbers")
+            return values
+
         def choice(seq: Any) -> Any:
             return generator.choice(iteration.unwrap(seq))
 
@@ -377,9 +388,9 @@ class ModuleFactory:
                 raise _limit(items_message(k))
             population = iteration.unwrap(population)
             if weights is not None and cum_weights is None:
-                cum_weights = list(itertools.accumulate(iteration.bounded(weights)))
+                cum_weights = list(itertools.accumulate(numbers(weights, "weights")))
             elif cum_weights is not None:
-                cum_weights = iteration.bounded(cum_weights)
+                cum_weights = numbers(cum_weights, "cum_weights")
             out: list[Any] = []
             remaining = k
             while remaining > 0:  # chunks: random.choices is an uninterruptible loop
@@ -402,7 +413,7 @@ class ModuleFactory:
             if isinstance(k, int) and k > MAX_SAMPLE:
                 raise _limit(items_message(k, MAX_SAMPLE, "sample"))
             if counts is not None:
-                counts = iteration.bounded(counts)
+                counts = numbers(counts, "counts")
             return generator.sample(iteration.unwrap(population), k, counts=counts)
 
         def getrandbits(k: Any) -> int:
