@@ -15,8 +15,10 @@ C call's own cost:
 * scalars and flat containers are answered at once;
 * a structure without shared parts (a tree, the ordinary case) is measured
   breadth first with C-level helpers (``gc.get_referents`` over whole
-  levels, ``map``/``compress`` to keep only nested containers, a set of
-  ids to notice sharing), so no Python code runs per item;
+  levels, ``map``/``compress`` to keep only nested containers), so no
+  Python code runs per item. Sharing is noticed by reference counts (a
+  container held only by its parent cannot be shared), and where those
+  are higher, because an index or a variable also holds it, by identity;
 * only when some container is reached twice does an exact count by
   depth-first search run, once per distinct container.
 
@@ -35,10 +37,10 @@ from __future__ import annotations
 import functools
 import gc
 import types
-from sys import getrefcount
 from collections import Counter, deque
 from itertools import chain, compress, repeat
 from operator import is_
+from sys import getrefcount
 from typing import Any, Iterable
 
 from .limits import MAX_BYTES, MAX_WALK_DEPTH, MAX_WALK_ITEMS, SMALL_KEY_ITEMS, walk_message
@@ -65,20 +67,20 @@ CONTAINER_BASES: tuple[type, ...] = (
 HASHED_BASES: tuple[type, ...] = (dict, set, frozenset, type({}.keys()), type({}.items()))
 
 
-#: Containers whose items ``gc.get_referents`` returns exactly (subclasses
-#: add their class and instance dict, which only over-count).
+#: Dict views: their one referent is the dict they show.
 _VIEW_TYPES = frozenset({type({}.keys()), type({}.values()), type({}.items())})
 
-#: At most this many items are gathered into one level chunk of the
-#: breadth-first walk, so a level of a huge structure never needs a second
-#: copy of it in memory.
+#: Items of a level are gathered into chunks of about this many, so a level
+#: of many containers is never one huge list (a larger container's items
+#: are one chunk of their own: a copy of its item pointers).
 _CHUNK = 1 << 16
 
 #: Containers with at most this many scalar items skip the walk entirely.
 _SMALL = 64
 
-#: Characters a leaf of these types adds to a text conversion, at most
-#: (ints are measured by their bit length; strings and bytes by length).
+#: Characters any other leaf (a float, a plugin object) adds to a text
+#: conversion, about (ints are counted by their digits, strings and bytes
+#: by length).
 _LEAF_TEXT = 32
 
 
