@@ -1232,3 +1232,25 @@ def test_datetime_strptime_works_and_underscore_imports_stay_refused(tmp_path):
     assert outcome.gate.storage_get("year") == 2026
     outcome = run(tmp_path, "import _strptime\n" + activate_body("pass"))
     assert isinstance(outcome.error, PluginCompileError)
+
+
+def test_guarded_operators_and_keys_work_in_class_bodies(tmp_path):
+    # The compiler binds some operands to temporaries; never in a class
+    # body, where they would become class attributes.
+    source = activate_body("""
+        class Box:
+            def __init__(self, v):
+                self.v = v
+        a, b = Box(5), Box(3)
+        table = {'k': 1}
+        class Config:
+            span = a.v - b.v
+            both = {1, 2} & {2, 3}
+            found = table['k']
+            spans = [a.v - b.v for i in range(2)]
+            looked = table.get('k')
+        ctx.storage.set('out', [Config.span, sorted(Config.both), Config.found, Config.spans, Config.looked])
+    """)
+    outcome = run(tmp_path, source)
+    assert outcome.error is None, outcome.error
+    assert outcome.gate.storage_get("out") == [2, [2], 1, [2, 2], 1]

@@ -425,14 +425,23 @@ def build_builtins(
             return sorted(items, key=keyed(key, "sort key"), reverse=reverse)
         return sorted(collection(items, "sort"), reverse=reverse)
 
+    def escaped_text(obj: Any, plain: Callable[[], bool], what: str) -> None:
+        # A character that is escaped becomes up to 10 (\U0001f600).
+        if isinstance(obj, str) and len(obj) * 10 > MAX_BYTES and not (plain() and obj.isprintable()):
+            raise SandboxLimitError(bytes_message(len(obj) * 10, what=what))
+
     def repr_(obj: Any, /) -> str:
         if type(obj) not in leaves:
             walks.check_text(obj, "repr()")
+        else:
+            escaped_text(obj, lambda: True, "repr() text")
         return repr(obj)
 
     def ascii_(obj: Any, /) -> str:
         if type(obj) not in leaves:
             walks.check_text(obj, "ascii()")
+        else:
+            escaped_text(obj, obj.isascii, "ascii() text")
         return ascii(obj)
 
     def hash_(obj: Any, /) -> int:

@@ -569,6 +569,14 @@ class Guards:
                 raise SandboxLimitError(bytes_message(n, what="translated string"))
             return args, kwargs
 
+        def hex_(data: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            # two digits per byte, plus a separator between groups
+            sep = args[0] if args else kwargs.get("sep")
+            n = _char_len(data) * (3 if sep is not None else 2)
+            if n > MAX_BYTES:
+                raise SandboxLimitError(bytes_message(n, what="hex string"))
+            return args, kwargs
+
         def to_bytes(_n: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             length = args[0] if args else kwargs.get("length", 1)
             if isinstance(length, int) and length > MAX_BYTES:
@@ -662,6 +670,8 @@ class Guards:
             add("split rsplit splitlines", t, split)
         add("translate", str, translate)
         add("to_bytes", int, to_bytes)
+        add("hex", bytes, hex_)
+        add("hex", bytearray, hex_)
         import datetime as _dt
 
         add("strftime", _dt.date, strftime)

@@ -300,6 +300,12 @@ class ModuleFactory:
                 raise SandboxPolicyError("re.DEBUG is not available to plugins")
             check_search(pattern, flags, string, scans=scans)  # backtracking bounds (see .regex)
 
+        def escape(pattern: Any) -> Any:
+            # at most one backslash per character
+            if isinstance(pattern, (str, bytes)) and 2 * len(pattern) > MAX_BYTES:
+                raise _limit(bytes_message(2 * len(pattern), what="escaped pattern"))
+            return re.escape(pattern)
+
         def pattern_text(pattern: Any) -> Any:
             return pattern.pattern if isinstance(pattern, re.Pattern) else pattern
 
@@ -336,7 +342,7 @@ class ModuleFactory:
             "finditer": simple(re.finditer),
             "sub": substitute(re.sub),
             "subn": substitute(re.subn),
-            "escape": re.escape,
+            "escape": escape,
             "error": re.error,
             "Pattern": re.Pattern,
             "Match": re.Match,

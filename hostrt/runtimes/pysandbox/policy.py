@@ -70,7 +70,7 @@ METHOD_GUARD_NAMES = frozenset(
         "intersection_update difference_update symmetric_difference_update issubset "
         "issuperset isdisjoint fromkeys join ljust rjust center zfill expandtabs replace "
         "translate to_bytes strftime sub subn expand format format_map subtract elements "
-        "split rsplit splitlines findall search match fullmatch finditer scanner"
+        "split rsplit splitlines findall search match fullmatch finditer scanner hex"
     ).split()
 )
 
@@ -672,9 +672,10 @@ class PluginPolicy(RestrictingNodeTransformer):
         return self._locate(_call(_BINOP_GUARDS[op], left, right), node)
 
     def _may_bind_temporaries(self) -> bool:
-        """Whether a walrus temporary may appear here: everywhere but in a
-        comprehension directly in a class body (Python refuses that)."""
-        return not (self._scopes[-1] == "class" and self._comprehension_capped)
+        """Whether a walrus temporary may appear here: not in a class body
+        (it would become a class attribute, and Python refuses one in a
+        comprehension there)."""
+        return self._scopes[-1] != "class"
 
     def _aug_is_native(self, op: type, value: ast.expr) -> bool:
         if op in (ast.Div, ast.RShift, ast.MatMult):

@@ -39,7 +39,7 @@ import gc
 import types
 from collections import Counter, deque
 from itertools import chain, compress, repeat
-from operator import is_
+from operator import is_, not_
 from sys import getrefcount
 from typing import Any, Iterable
 
@@ -426,8 +426,13 @@ def _leaf_text(items: list[Any]) -> int:
     counts = Counter(map(type, items))
     total = 0
     for t, n in counts.items():
-        if t in _STRINGS:
-            total += sum(map(len, compress(items, map(is_, map(type, items), repeat(t)))))
+        if t is str:
+            strings = list(compress(items, map(is_, map(type, items), repeat(t))))
+            total += sum(map(len, strings))
+            # repr escapes what is not printable, up to 10 characters each
+            total += 9 * sum(map(len, compress(strings, map(not_, map(str.isprintable, strings)))))
+        elif t in _STRINGS:
+            total += 4 * sum(map(len, compress(items, map(is_, map(type, items), repeat(t)))))
         elif t in _INTS:
             total += sum(map(int.bit_length, compress(items, map(is_, map(type, items), repeat(t))))) * 10 // 33 + n
         elif t is not NoneType and not issubclass(t, CONTAINER_BASES):
