@@ -195,6 +195,28 @@ def colliding(n=1000):
     keys share the DAG, so comparing two of them stops at once."""
     f = fdag(22)
     return {(f, i * M) for i in range(n)}
+
+
+def colliding_pair(kind=set, n=2000, depth=7):
+    """Two sets (or dicts) of n keys with one hash, equal key for key: the
+    keys of one hold one frozenset DAG, those of the other a separately
+    built equal one. Each is cheap to build with a loop (within one, the
+    keys share their DAG, so two of them compare at once), and every key
+    is small; a bulk operation between the two compares each key with
+    every entry of equal hash in the other, each comparison along every
+    path of the DAG."""
+    f1 = fdag(depth)
+    f2 = fdag(depth)
+    a = kind()
+    b = kind()
+    for i in range(n):
+        if kind is set:
+            a.add((f1, i * M))
+            b.add((f2, i * M))
+        else:
+            a[f1, i * M] = i
+            b[f2, i * M] = i
+    return a, b
 '''
 
 ATTACKS: dict[str, tuple[str, str]] = {}
@@ -538,6 +560,87 @@ add_attack("sorted-many-refs", WALK, "sorted([[dag(20), 0], [dag(20), 1]] * 2048
 add_attack("max-many-refs", WALK, "max([[dag(20), 0], [dag(20), 1]] * 2048)")
 add_attack("groupby-many-refs", WALK, "list(itertools.groupby([[dag(20), 0], [dag(20), 1]] * 2048))")
 add_attack("heapq-merge-many-refs", WALK, "list(heapq.merge([[dag(20), 0]] * 2048, [[dag(20), 1]] * 2048))")
+# bulk operations between two containers of colliding keys: each operand
+# is small, but every key is compared with every entry of equal hash
+add_attack("set-eq-of-colliding-sets", WALK, """
+    a, b = colliding_pair()
+    a == b
+""")
+add_attack("set-from-colliding-items", WALK, """
+    a, b = colliding_pair(n=1500)
+    set(list(a) + list(b))
+""")
+add_attack("dict-update-of-colliding-dicts", WALK, """
+    a, b = colliding_pair(dict)
+    a.update(b)
+""")
+add_attack("dict-ior-of-colliding-dicts", WALK, """
+    a, b = colliding_pair(dict)
+    a |= b
+""")
+# a key method called through super(): the container is the super object,
+# so the key is not weighed against the dict's entries
+add_attack("key-method-through-super", WALK, """
+    class Table(dict):
+        def put(self, key):
+            super().setdefault(key, 0)
+
+        def look(self, key):
+            return super().get(key)
+
+    f1 = fdag(17)
+    f2 = fdag(17)
+    table = Table()
+    for i in range(1000):
+        table.put((f1, i * M))
+    table.look((f2, 1000 * M))
+""")
+# Counter's |= is Python code in collections comparing the values
+add_attack("counter-ior", WALK, """
+    c1 = Counter()
+    c2 = Counter()
+    c1['k'] = dag()
+    c2['k'] = dag()
+    c1 |= c2
+""")
+# types.GenericAlias (a class subscripted) compares, hashes and prints the
+# arguments it holds
+add_attack("generic-alias-hash", WALK, """
+    class L(list):
+        pass
+    hash(L[tdag()])
+""")
+add_attack("generic-alias-eq", WALK, """
+    import re
+    re.Pattern[tdag()] == re.Pattern[tdag()]
+""")
+add_attack("generic-alias-set-display", WALK, """
+    class L(list):
+        pass
+    {L[tdag()]}
+""")
+# scalars that are not cheap to compare: a 64 MiB string (or a 100,000
+# digit integer) compared with many references to an equal-length one
+# that differs only at its end
+add_attack("in-list-of-many-refs-to-a-long-string", WALK, """
+    s = 'a' * (1 << 26)
+    t = s[:-1] + 'b'
+    s in [t] * 4096
+""")
+add_attack("count-of-a-big-int-among-many-refs", WALK, """
+    x = 10 ** 99999
+    ([x + 1] * 4000000).count(x)
+""")
+add_attack("sorted-key-returning-long-strings", WALK, """
+    s = 'a' * (1 << 26)
+    t = s[:-1] + 'b'
+    sorted(range(4096), key=lambda i: s if i % 3 else t)
+""")
+add_attack("startswith-tuple-of-long-strings", WALK, """
+    s = 'a' * (1 << 26)
+    t = 'a' * (1 << 25) + 'b' + 'a' * ((1 << 25) - 1)
+    s.startswith((t,) * 4096)
+""")
 
 # structures that contain themselves
 add_attack("cycle-eq", CYCLE, "ring() == ring()")
@@ -627,6 +730,29 @@ add_attack("repr-staticmethod", TEXT, "repr(staticmethod(dag()))")
 add_attack("repr-classmethod", TEXT, "repr(classmethod(dag()))")
 add_attack("repr-defaultdict-factory", TEXT, "repr(defaultdict(staticmethod(dag())))")
 add_attack("repr-bound-method", TEXT, "repr(ldag().size)")
+add_attack("generic-alias-text", TEXT, """
+    class L(list):
+        pass
+    str(L[tdag()])
+""")
+# text the estimate counts as a few characters per leaf: a plugin object's
+# own __repr__ (one long string, printed once per reference), a range of
+# huge bounds, strings that print escaped
+add_attack("repr-of-many-refs-to-a-plugin-object-with-long-repr", TEXT, """
+    text = 'x' * (1 << 20)
+
+    class Loud:
+        def __repr__(self):
+            return text
+
+    repr([Loud()] * 100)
+""")
+add_attack("repr-of-many-refs-to-a-huge-range", TEXT, "repr([range(10 ** 300, 10 ** 300 + 1)] * 120000)")
+# printable, so repr() keeps it, but ascii() escapes it to ten characters
+add_attack("ascii-of-strings-that-escape", TEXT, "ascii([chr(0x10000) * (1 << 20)] * 10)")
+# json.dumps escapes it to a surrogate pair, twelve characters, and a quote to two
+add_attack("json-dumps-of-strings-that-escape", TEXT, "json.dumps([chr(0x10000) * (1 << 20)] * 10)")
+add_attack("json-dumps-of-quotes", TEXT, "json.dumps(['\"' * (1 << 20)] * 40)")
 # C builds these error messages with %R of the value it did not find
 add_attack("list-index-missing", TEXT, "[0].index(dag())")
 add_attack("deque-index-missing", TEXT, "deque([0]).index(dag())")
@@ -1321,4 +1447,92 @@ def test_membership_in_big_containers_stays_fast(arena):
             ctx.storage.set('list', searched)
             ctx.storage.set('text', [len(repr(numbers)), len(str(numbers)), len(json.dumps(numbers)),
                                      len(f'{numbers}')])
+    """, check)
+
+
+def test_comprehensions_over_an_item_of_a_call_or_a_set_difference_compile(arena):
+    # The container of a key or the left operand of a set operator may be
+    # held in a temporary; Python allows none in a comprehension's iterable.
+    def check(attempt: Any) -> None:
+        assert attempt.loot == {"items": [2, 4, 6], "total": 6, "left": [1, 3]}
+
+    run_ordinary(arena, """
+        TABLES = {'a': [1, 2, 3], 'b': [4]}
+
+
+        def load():
+            return TABLES
+
+
+        class Box:
+            pass
+
+
+        def activate(ctx):
+            key = 'a'
+            p = Box()
+            p.tags = {1, 2, 3}
+            q = Box()
+            q.tags = {2}
+            ctx.storage.set('items', [x * 2 for x in load()[key]])
+            ctx.storage.set('total', sum(x for x in load()[key]))
+            ctx.storage.set('left', sorted(t for t in p.tags - q.tags))
+    """, check)
+
+
+def test_annotations_that_subscript_a_class_of_a_module_compile(arena):
+    # Nor in an annotation.
+    def check(attempt: Any) -> None:
+        assert attempt.loot == {"word": "hello"}
+
+    run_ordinary(arena, """
+        import re
+
+        WORD: re.Pattern[str] = re.compile(r'\\w+')
+
+
+        def first_word(pattern: re.Pattern[str], text: str) -> str:
+            match = pattern.match(text)
+            return match.group(0) if match else ''
+
+
+        def activate(ctx):
+            ctx.storage.set('word', first_word(WORD, 'hello world'))
+    """, check)
+
+
+def test_methods_named_like_key_methods_called_on_a_class_take_large_arguments(arena):
+    # A plugin's own add/get called through its class (a static method, a
+    # base class's method from an override) hashes nothing; dict.get's
+    # default is not hashed either.
+    def check(attempt: Any) -> None:
+        assert attempt.loot == {"static": 3998, "base": 2000, "default": 2000}
+
+    run_ordinary(arena, """
+        class Vector:
+            @staticmethod
+            def add(a, b):
+                return [x + y for x, y in zip(a, b)]
+
+
+        class Rows:
+            def __init__(self):
+                self.rows = []
+
+            def add(self, rows):
+                self.rows.extend(rows)
+
+
+        class CountedRows(Rows):
+            def add(self, rows):
+                Rows.add(self, rows)
+
+
+        def activate(ctx):
+            big = list(range(2000))
+            ctx.storage.set('static', Vector.add(big, big)[-1])
+            rows = CountedRows()
+            rows.add(big)
+            ctx.storage.set('base', len(rows.rows))
+            ctx.storage.set('default', len(dict.get({'k': 1}, 'missing', big)))
     """, check)
