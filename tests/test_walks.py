@@ -185,3 +185,21 @@ def test_other_values_are_leaves(walks):
     for value in (datetime.date(2024, 1, 1), Plain(), len, range(10)):
         assert walks.size(value) == 1
         assert walks.check(value, "comparison") is value
+
+
+def test_plugin_text_methods_spend_the_conversion_allowance(walks):
+    from hostrt.runtimes.pysandbox.walks import counted_text
+
+    big = "x" * 10_000_000
+
+    class Loud:
+        __repr__ = counted_text(lambda self: big)
+
+    items = [Loud()] * 100
+    walks.check_text(items, "text")
+    with pytest.raises(SandboxLimitError, match="from Loud.<lambda>"):
+        repr(items)
+    # a conversion of one object still works, and a new conversion has a
+    # new allowance
+    walks.check_text([Loud()] * 3, "text")
+    assert len(repr([Loud()] * 3)) > 3 * len(big)

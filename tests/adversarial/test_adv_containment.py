@@ -211,3 +211,36 @@ def test_c_walks_over_shared_structures_do_not_freeze_the_host(tmp_path, name):
     assert attempt["state"] == "failed" and attempt["error"] == "ResourceLimitError", attempt
     assert f"plugin limit of {MAX_WALK_ITEMS}" in attempt["message"], attempt["message"]
     assert attempt["loot"] == {}
+
+
+#: A plugin object whose text is one large cached string, held many times:
+#: C code converting the container calls its __repr__/__str__ once per place,
+#: each call free to the plugin, and joins the results (gigabytes).
+LOUD = """
+    BIG = 'x' * 40000000
+    class Loud:
+        def __repr__(self):
+            return BIG
+        def __str__(self):
+            return BIG
+    many = [Loud()] * 1000
+"""
+
+LOUD_CONVERSIONS = {
+    "repr": "repr(many)",
+    "str": "str(many)",
+    "f-string": "f'{many}'",
+    "percent": "'%s' % (many,)",
+    "format": "'{}'.format(many)",
+    "print": "print(many)",
+    "nested": "repr([[Loud()] * 10] * 100)",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(LOUD_CONVERSIONS))
+def test_plugin_text_repeated_by_a_conversion_is_bounded(tmp_path, name):
+    attempt = run_child(tmp_path, caught(textwrap.dedent(LOUD) + LOUD_CONVERSIONS[name]))
+    assert attempt["state"] == "active", attempt
+    assert "exceeds the plugin limit of 67108864" in attempt["loot"].get("refused", ""), attempt["loot"]
+    assert attempt["loot"]["went_on"] is True

@@ -103,7 +103,6 @@ class PluginTypes:
         mapping_arg = guards.mapping_arg
         walk_guards = guards.walk_guards
         collection = walk_guards.collection
-        leaves = walk_guards.leaf_types
         check_text = walk_guards.walks.check_text
 
         def hashed(items: Any) -> Any:
@@ -188,7 +187,7 @@ class PluginTypes:
             return defaultdict(default_factory, *dict_args(args), **kwargs)
 
         def new_str(*args: Any, **kwargs: Any) -> str:
-            if len(args) == 1 and not kwargs and type(args[0]) not in leaves:
+            if len(args) == 1 and not kwargs:
                 check_text(args[0], "str()")
             return str(*args, **kwargs)
 
@@ -431,14 +430,14 @@ def build_builtins(
             raise SandboxLimitError(bytes_message(len(obj) * 10, what=what))
 
     def repr_(obj: Any, /) -> str:
-        if type(obj) not in leaves:
+        if type(obj) not in walks.text_leaf_types:
             walks.check_text(obj, "repr()")
         else:
             escaped_text(obj, lambda: True, "repr() text")
         return repr(obj)
 
     def ascii_(obj: Any, /) -> str:
-        if type(obj) not in leaves:
+        if type(obj) not in walks.text_leaf_types:
             walks.check_text(obj, "ascii()")
         else:
             escaped_text(obj, obj.isascii, "ascii() text")
@@ -503,8 +502,7 @@ def build_builtins(
         parts: list[str] = []
         size = 0
         for index, arg in enumerate(getiter(args)):
-            if type(arg) not in leaves:
-                walks.check_text(arg, "print()")
+            walks.check_text(arg, "print()")
             text = arg if type(arg) is str else str(arg)
             if index:
                 parts.append(sep)

@@ -22,6 +22,7 @@ import unicodedata
 from typing import Any, Callable
 
 from .refusals import SandboxPolicyError
+from .walks import counted_text
 
 #: Special methods a plugin class may define. Each is only ever called by
 #: the interpreter on the plugin's own objects and runs plugin code, which
@@ -100,6 +101,9 @@ class PluginClassMeta(type):
                 raise SandboxPolicyError(f"class attribute '{key}' is not allowed in plugin classes")
         for base in bases:
             check_base(base)
+        for text_method in ("__repr__", "__str__"):
+            if callable(namespace.get(text_method)):
+                namespace[text_method] = counted_text(namespace[text_method])
         return super().__new__(mcs, name, bases, namespace)
 
 

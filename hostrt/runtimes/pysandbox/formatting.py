@@ -147,7 +147,7 @@ class Formatting:
     def __init__(self, budget: Budget, walks: Walks) -> None:
         self._budget = budget
         self._stream = budget.stream
-        self._leaves = walks.leaf_types
+        self._leaves = walks.text_leaf_types
         self._check_text = walks.check_text
 
     def _text(self, value: Any) -> Any:

@@ -427,11 +427,13 @@ class PluginPolicy(RestrictingNodeTransformer):
     def _leaf_guard(self, value: ast.expr, guard: str, old: ast.AST, *lead: ast.expr) -> ast.expr:
         """``value`` checked by ``guard(*lead, value)`` (see walkguards.py)
         unless it is a literal; for a plain name the scalar case is an
-        inline type test."""
+        inline type test (for text, against the leaves whose text is not
+        plugin code's)."""
         if _is_literal(value):
             return value
         if isinstance(value, ast.Name):
-            test = ast.Compare(left=_call("_type_", _name(value.id)), ops=[ast.In()], comparators=[_name("_LEAF_")])
+            leaves = "_TEXT_LEAF_" if guard == "_text_" else "_LEAF_"
+            test = ast.Compare(left=_call("_type_", _name(value.id)), ops=[ast.In()], comparators=[_name(leaves)])
             slow = _call(guard, *[copy.deepcopy(e) for e in lead], _name(value.id))
             return self._locate(ast.IfExp(test=test, body=_name(value.id), orelse=slow), old)
         return self._locate(_call(guard, *lead, value), old)
@@ -540,7 +542,7 @@ class PluginPolicy(RestrictingNodeTransformer):
             arg = node.args[0].id
             test = ast.BoolOp(op=ast.And(), values=[
                 ast.Compare(left=_name("str"), ops=[ast.Is()], comparators=[_name("_STRP_")]),
-                ast.Compare(left=_call("_type_", _name(arg)), ops=[ast.In()], comparators=[_name("_LEAF_")]),
+                ast.Compare(left=_call("_type_", _name(arg)), ops=[ast.In()], comparators=[_name("_TEXT_LEAF_")]),
             ])
             return self._locate(ast.IfExp(test=test, body=_call("_STR_", _name(arg)), orelse=node), node)
         for arg in node.args:

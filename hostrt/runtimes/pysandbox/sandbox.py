@@ -84,6 +84,7 @@ class Sandbox:
             "_format_": self.formatting.format_value,
             # walks (comparisons, hashing, text of structures)
             "_LEAF_": w.leaf_types,
+            "_TEXT_LEAF_": w.walks.text_leaf_types,
             "_STR_": str,
             "_STRP_": self.types.str,
             "_cmpv_": w.operand,

@@ -99,9 +99,11 @@ class WalkGuards:
             check_member(item, container)
             return item in container
 
+        text_leaves = walks.text_leaf_types
+
         def text(x: Any) -> Any:
             """A value about to be converted to text (f-string fields)."""
-            if type(x) in leaves:
+            if type(x) in text_leaves:
                 return x
             return check_text(x, "text")
 

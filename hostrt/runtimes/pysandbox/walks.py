@@ -36,7 +36,8 @@ from __future__ import annotations
 
 import functools
 import gc
-import types
+import threading
+import types as types_
 from collections import Counter, deque
 from itertools import chain, compress, repeat
 from operator import is_, not_
@@ -58,7 +59,7 @@ LEAF_TYPES = frozenset({int, float, complex, bool, str, bytes, bytearray, NoneTy
 CONTAINER_BASES: tuple[type, ...] = (
     list, tuple, dict, set, frozenset, deque, slice,
     type({}.keys()), type({}.values()), type({}.items()),
-    BaseException, functools.partial, staticmethod, classmethod, types.MethodType,
+    BaseException, functools.partial, staticmethod, classmethod, types_.MethodType,
 )
 
 #: Hashed containers: a lookup compares the key with every entry of equal
@@ -112,6 +113,10 @@ class Walks:
         #: inline fast paths (``type(x) in _LEAF_``); it grows as types are
         #: classified.
         self.leaf_types = self._leaves
+        #: The leaves whose text needs no look: not those with a
+        #: ``__repr__``/``__str__`` written in Python (a plugin class's),
+        #: whose text is plugin code's to make (see :func:`counted_text`).
+        self.text_leaf_types: set[type] = set(LEAF_TYPES)
         #: container type -> the length function of its built-in base.
         self._lengths: dict[type, Any] = {}
         self._unshared = self._calibrate()
@@ -132,7 +137,12 @@ class Walks:
     def _learn(self, types: Iterable[type]) -> None:
         for t in types:
             if t not in self._containers and t not in self._leaves:
-                (self._containers if issubclass(t, CONTAINER_BASES) else self._leaves).add(t)
+                if issubclass(t, CONTAINER_BASES):
+                    self._containers.add(t)
+                    continue
+                self._leaves.add(t)
+                if not any(type(getattr(t, name, None)) is types_.FunctionType for name in ("__repr__", "__str__")):
+                    self.text_leaf_types.add(t)
 
     def _nested(self, items: list[Any], kinds: set[type] | None = None) -> list[Any]:
         """The containers among ``items`` (whose types are ``kinds``), in order."""
@@ -212,14 +222,17 @@ class Walks:
         return obj
 
     def check_text(self, obj: Any, what: str) -> Any:
-        """``obj`` if its text fits the text limit; refuses it otherwise."""
-        if type(obj) in self._leaves:
+        """``obj`` if its text fits the text limit; refuses it otherwise.
+        What is left of the limit becomes the allowance for the text that
+        plugin ``__repr__``/``__str__`` methods inside produce."""
+        if type(obj) in self.text_leaf_types:
             return obj
         n = self._measure(obj, _leaf_text, self.text_limit)
         if n > self.text_limit:
             raise SandboxLimitError(
                 f"{what} of more than {self.text_limit} characters exceeds the plugin limit of {self.text_limit}"
             )
+        _text_state.left = self.text_limit - n
         return obj
 
     def check_key(self, key: Any, container: Any, what: str = "lookup") -> int:
@@ -388,6 +401,39 @@ class Walks:
         return 1 + done[id(obj)]
 
 
+_text_state = threading.local()
+
+
+def counted_text(method: Any) -> Any:
+    """``method`` (a plugin class's ``__repr__`` or ``__str__``) with the
+    length of each result taken from the allowance of the text conversion
+    running it. C code converting a list that holds one plugin object a
+    million times calls it a million times, and each call may return the
+    same large string at no cost to the plugin; the estimate counted it a
+    few characters. Conversions inside the method have their own
+    allowance; the caller's is restored when it returns."""
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        saved = getattr(_text_state, "left", None)
+        try:
+            result = method(self, *args, **kwargs)
+        finally:
+            _text_state.left = saved
+        if saved is not None and isinstance(result, str):
+            left = saved - len(result)
+            if left < 0:
+                _text_state.left = None
+                raise SandboxLimitError(
+                    f"text of more than {MAX_BYTES} characters from {type(self).__name__}."
+                    f"{method.__name__}() exceeds the plugin limit of {MAX_BYTES}"
+                )
+            _text_state.left = left
+        return result
+
+    counted.__name__ = counted.__qualname__ = method.__name__
+    return counted
+
+
 def _entries(container: Any) -> int:
     """Entries of a hashed container, through its built-in base's length
     (a subclass's ``__len__`` may lie)."""
@@ -426,13 +472,14 @@ def _leaf_text(items: list[Any]) -> int:
     counts = Counter(map(type, items))
     total = 0
     for t, n in counts.items():
-        if t is str:
+        if issubclass(t, str):
             strings = list(compress(items, map(is_, map(type, items), repeat(t))))
-            total += sum(map(len, strings))
+            total += sum(map(str.__len__, strings))
             # repr escapes what is not printable, up to 10 characters each
-            total += 9 * sum(map(len, compress(strings, map(not_, map(str.isprintable, strings)))))
-        elif t in _STRINGS:
-            total += 4 * sum(map(len, compress(items, map(is_, map(type, items), repeat(t)))))
+            total += 9 * sum(map(str.__len__, compress(strings, map(not_, map(str.isprintable, strings)))))
+        elif issubclass(t, (bytes, bytearray)):
+            base = bytes if issubclass(t, bytes) else bytearray
+            total += 4 * sum(map(base.__len__, compress(items, map(is_, map(type, items), repeat(t)))))
         elif t in _INTS:
             total += sum(map(int.bit_length, compress(items, map(is_, map(type, items), repeat(t))))) * 10 // 33 + n
         elif t is not NoneType and not issubclass(t, CONTAINER_BASES):
