@@ -417,9 +417,10 @@ class Guards:
             return operator.ifloordiv(a, b)
 
         def _ior_(a: Any, b: Any) -> Any:
-            if isinstance(a, dict):
+            if isinstance(a, dict) and not isinstance(a, Counter):
                 b = mapping_arg(b)
                 return operator.ior(a, b)
+            # sets, and Counter (whose |= compares the counts)
             return walk_guards.ior(a, b)
 
         def mapping_arg(arg: Any) -> Any:

@@ -318,6 +318,7 @@ class PluginPolicy(RestrictingNodeTransformer):
         #: Per function being compiled: its locals proven to hold only numbers.
         self._numeric_locals: list[frozenset[str]] = [frozenset()]
         self._comprehension_capped: list[bool] = []
+        self._annotation_nodes: set[int] = set()
 
     # -- problems ----------------------------------------------------------------
 
@@ -415,7 +416,7 @@ class PluginPolicy(RestrictingNodeTransformer):
     def visit_Subscript(self, node: ast.Subscript) -> Any:
         node = self.node_contents_visit(node)
         if not isinstance(node.slice, ast.Slice) and not _is_literal(node.slice):
-            node.value, ref = self._container_ref(node.value)
+            node.value, ref = self._container_ref(node.value, node)
             node.slice = self._item_key(node.slice, node, ref)
         if isinstance(node.ctx, ast.Load):
             return node
@@ -438,13 +439,13 @@ class PluginPolicy(RestrictingNodeTransformer):
             return self._locate(ast.IfExp(test=test, body=_name(value.id), orelse=slow), old)
         return self._locate(_call(guard, *lead, value), old)
 
-    def _container_ref(self, container: ast.expr) -> tuple[ast.expr, ast.expr | None]:
+    def _container_ref(self, container: ast.expr, at: ast.AST) -> tuple[ast.expr, ast.expr | None]:
         """(the container as evaluated in place, a reference to it for a key
         guard): a plain name is its own reference; anything else is bound to
         a temporary by a walrus where Python allows one, else no reference."""
         if isinstance(container, ast.Name):
             return container, _name(container.id)
-        if not self._may_bind_temporaries():
+        if not self._may_bind_temporaries(at):
             return container, None
         tmp = self.gen_tmp_name()
         bound = ast.NamedExpr(target=ast.Name(tmp, ast.Store()), value=container)
@@ -527,11 +528,21 @@ class PluginPolicy(RestrictingNodeTransformer):
             func.value = self.visit(func.value)
             node.args = [self.visit(a) for a in node.args]
             if node.args:
-                func.value, ref = self._container_ref(func.value)
+                func.value, ref = self._container_ref(func.value, node)
                 node.args[0] = self._key_for(node.args[0], ref, node.args[0])
-                if ref is not None:
-                    # dict.get(d, k): the key is the second argument
-                    node.args[1:] = [self._leaf_guard(a, "_keyarg_", a, ref) for a in node.args[1:]]
+                if ref is not None and len(node.args) > 1 and not _is_literal(node.args[1]):
+                    # dict.get(d, k): the key is the second argument; the
+                    # first (the dict) goes into a temporary when it is not
+                    # a plain name, so it is evaluated once.
+                    owner = node.args[0]
+                    if not isinstance(owner, ast.Name) and self._may_bind_temporaries(node):
+                        tmp = self.gen_tmp_name()
+                        node.args[0] = self._locate(ast.NamedExpr(target=ast.Name(tmp, ast.Store()), value=owner), owner)
+                        owner = _name(tmp)
+                    if isinstance(owner, ast.Name):
+                        node.args[1] = self._leaf_guard(node.args[1], "_keyarg_", node.args[1], ref, _name(owner.id))
+                    else:
+                        node.args[1] = self._leaf_guard(node.args[1], "_keyarg_", node.args[1], ref, ast.Constant(None))
             return node
         node = self.node_contents_visit(node)
         if (isinstance(node.func, ast.Name) and node.func.id == "str" and len(node.args) == 1
@@ -634,7 +645,7 @@ class PluginPolicy(RestrictingNodeTransformer):
             if isinstance(left, ast.Name) and _is_simple(right):
                 fast = ast.BinOp(left=_name(left.id), op=op(), right=copy.deepcopy(right))
                 return self._inline_number_test(left.id, fast, _call(_BINOP_GUARDS[op], left, right), node)
-            if self._may_bind_temporaries() and _is_simple(right):
+            if self._may_bind_temporaries(node) and _is_simple(right):
                 # p.x - q.x: the left operand into a temporary (a walrus
                 # in the test, so it is still evaluated first and once).
                 tmp = self.gen_tmp_name()
@@ -673,11 +684,27 @@ class PluginPolicy(RestrictingNodeTransformer):
                 return node
         return self._locate(_call(_BINOP_GUARDS[op], left, right), node)
 
-    def _may_bind_temporaries(self) -> bool:
-        """Whether a walrus temporary may appear here: not in a class body
-        (it would become a class attribute, and Python refuses one in a
-        comprehension there)."""
-        return self._scopes[-1] != "class"
+    def _may_bind_temporaries(self, node: ast.AST) -> bool:
+        """Whether a walrus temporary may replace ``node``: not in a class
+        body (it would become a class attribute), not in a comprehension
+        (Python refuses one in the iterable, and in a class body anywhere)
+        and not in an annotation (refused there too)."""
+        return (self._scopes[-1] != "class" and not self._comprehension_capped
+                and id(node) not in self._annotation_nodes)
+
+    def visit_Module(self, node: ast.Module) -> Any:
+        # Annotations, found before any rewriting (nodes keep their identity
+        # while visited): no walrus temporaries there.
+        annotations = []
+        for sub in ast.walk(node):
+            if isinstance(sub, ast.arg) and sub.annotation is not None:
+                annotations.append(sub.annotation)
+            elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)) and sub.returns is not None:
+                annotations.append(sub.returns)
+            elif isinstance(sub, ast.AnnAssign):
+                annotations.append(sub.annotation)
+        self._annotation_nodes = {id(n) for a in annotations for n in ast.walk(a)}
+        return super().visit_Module(node)
 
     def _aug_is_native(self, op: type, value: ast.expr) -> bool:
         if op in (ast.Div, ast.RShift, ast.MatMult):
@@ -760,7 +787,7 @@ class PluginPolicy(RestrictingNodeTransformer):
                 self.error(node, "Augmented assignment to a slice is not supported (write x[a:b] = x[a:b] + y).")
                 return node
             if native:
-                obj, ref = self._container_ref(obj)
+                obj, ref = self._container_ref(obj, node)
                 target.value = self._write_target(obj, target, item=True)
                 target.slice = self._item_key(key, target, ref)
                 return node

@@ -26,7 +26,7 @@ from typing import Any, Callable
 from .classes import TypeProxy
 from .limits import walk_message
 from .refusals import SandboxLimitError
-from .walks import Walks
+from .walks import HASHED_BASES, Walks
 
 _NUMBERS = frozenset({int, float, bool, complex})
 #: What a method is fetched from when it is called unbound.
@@ -70,20 +70,26 @@ class WalkGuards:
 
         def key_in(container: Any, x: Any) -> Any:
             """A key looked up in (or stored into) ``container``:
-            ``d[k]``, ``d.get(k)``, ``s.add(x)``. Called as
-            ``dict.get(d, k)``, the "container" is the class and ``x`` the
-            dict: the key is then the next argument (:func:`key_arg`)."""
+            ``d[k]``, ``d.get(k)``, ``s.add(x)``, ``super().get(k)``. Called
+            as ``dict.get(d, k)``, the "container" is the class and ``x``
+            the dict: the key is then the next argument (:func:`key_arg`);
+            a class subscripted (``L[x]``) makes an alias, hashing nothing."""
             if type(x) in leaves or isinstance(container, _CLASSES):
                 return x
+            if type(container) is super:
+                container = container.__self__
             charge(check_key(x, container))
             return x
 
-        def key_arg(container: Any, x: Any) -> Any:
-            """A later argument of ``container.get(...)``-style calls: the
-            key itself when the method was called on the class."""
+        def key_arg(container: Any, owner: Any, x: Any) -> Any:
+            """The second argument of ``container.get(...)``-style calls:
+            the key itself when the method was called on a dict or set
+            class with the container (``owner``) first."""
             if type(x) in leaves or not isinstance(container, _CLASSES):
                 return x
-            charge(check_key(x, None))
+            real = container._real if type(container) is TypeProxy else container
+            if isinstance(real, type) and issubclass(real, HASHED_BASES):
+                charge(check_key(x, owner if isinstance(owner, HASHED_BASES) else None))
             return x
 
         def unplaced_key(x: Any) -> Any:

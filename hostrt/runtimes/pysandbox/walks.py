@@ -60,6 +60,7 @@ CONTAINER_BASES: tuple[type, ...] = (
     list, tuple, dict, set, frozenset, deque, slice,
     type({}.keys()), type({}.values()), type({}.items()),
     BaseException, functools.partial, staticmethod, classmethod, types_.MethodType,
+    types_.GenericAlias,
 )
 
 #: Hashed containers: a lookup compares the key with every entry of equal
