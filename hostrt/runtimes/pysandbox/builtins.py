@@ -438,7 +438,7 @@ def build_builtins(
 
     def ascii_(obj: Any, /) -> str:
         if type(obj) not in walks.text_leaf_types:
-            walks.check_text(obj, "ascii()")
+            walks.check_text(obj, "ascii()", escapes="ascii")
         else:
             escaped_text(obj, obj.isascii, "ascii() text")
         return ascii(obj)

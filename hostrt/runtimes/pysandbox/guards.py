@@ -661,6 +661,8 @@ class Guards:
         add("index count", tuple, walk_guards.scan_args)
         add("index count remove", deque, walk_guards.scan_args)
         add("sort", list, walk_guards.sort_args)
+        for t in _TEXT_TYPES:
+            add("startswith endswith", t, walk_guards.prefix_args)
         add("join", str, join)
         add("join", bytes, join)
         add("join", bytearray, join)

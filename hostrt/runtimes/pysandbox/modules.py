@@ -256,8 +256,7 @@ class ModuleFactory:
             if isinstance(indent, str) and len(indent) > MAX_JSON_INDENT:
                 raise _limit(f"json indent of {len(indent)} characters exceeds the plugin limit of {MAX_JSON_INDENT}")
             walk_guards = self.guards.walk_guards
-            if type(obj) not in walk_guards.leaf_types:
-                walk_guards.walks.check_text(obj, "json.dumps()")
+            walk_guards.walks.check_text(obj, "json.dumps()", escapes="json")
             if default is not None:
                 default = walk_guards.texted(default, "json.dumps()")
             if separators is not None:

@@ -80,13 +80,20 @@ METHOD_GUARD_NAMES = frozenset(
 #: checked like the names below.
 KEY_METHOD_NAMES = frozenset("get setdefault pop add discard move_to_end".split())
 
+#: Methods whose first argument may be a tuple of strings, each compared
+#: (``s.startswith(prefixes)``): checked like a comparison operand where
+#: called, runtime checked otherwise.
+PREFIX_METHOD_NAMES = frozenset("startswith endswith".split())
+
 #: Methods that compare every item: ``index``/``count``/``remove`` scan a
 #: sequence for their argument, ``sort`` and ``most_common`` compare items.
 SCAN_METHOD_NAMES = frozenset("index count remove sort most_common".split())
 
 #: Literal attribute names compiled to ``_getattr_(obj, name)`` instead of
 #: a native load.
-RUNTIME_CHECKED_ATTRS = METHOD_GUARD_NAMES | EXCEPTION_FIELDS | SCAN_METHOD_NAMES | KEY_METHOD_NAMES
+RUNTIME_CHECKED_ATTRS = (
+    METHOD_GUARD_NAMES | EXCEPTION_FIELDS | SCAN_METHOD_NAMES | KEY_METHOD_NAMES | PREFIX_METHOD_NAMES
+)
 
 _NATIVE_BINOPS = (ast.Div, ast.RShift, ast.MatMult)
 #: The set operators: on sets and dict views they hash and compare items.
@@ -477,8 +484,10 @@ class PluginPolicy(RestrictingNodeTransformer):
             if _is_literal(item) or (_is_literal(container) and not isinstance(container, ast.Set)):
                 return node
             if isinstance(item, ast.Name) and _is_simple(container):
+                # Strings and integers go to the guard too: a long one
+                # searched in many entries costs its length each time.
                 fast = ast.Compare(left=_name(item.id), ops=[ast.In()], comparators=[copy.deepcopy(container)])
-                test = ast.Compare(left=_call("_type_", _name(item.id)), ops=[ast.In()], comparators=[_name("_LEAF_")])
+                test = ast.Compare(left=_call("_type_", _name(item.id)), ops=[ast.In()], comparators=[_name("_SHORT_")])
                 found: ast.expr = ast.IfExp(test=test, body=fast, orelse=_call("_in_", item, container))
             else:
                 found = _call("_in_", item, container)
@@ -517,11 +526,20 @@ class PluginPolicy(RestrictingNodeTransformer):
         if isinstance(node.func, ast.Name) and node.func.id in ("exec", "eval"):
             self.error(node, f"{node.func.id.capitalize()} calls are not allowed.")
         func = node.func
-        key_method = (
-            isinstance(func, ast.Attribute) and func.attr in KEY_METHOD_NAMES and isinstance(func.ctx, ast.Load)
+        checked_at_call = (
+            isinstance(func, ast.Attribute) and isinstance(func.ctx, ast.Load)
+            and func.attr in KEY_METHOD_NAMES | PREFIX_METHOD_NAMES
             and not node.keywords and not any(isinstance(a, ast.Starred) for a in node.args)
         )
-        if key_method:
+        if checked_at_call and func.attr in PREFIX_METHOD_NAMES:
+            # s.startswith(p): the load stays native, p is checked
+            self._check_attribute_name(func)
+            func.value = self.visit(func.value)
+            node.args = [self.visit(a) for a in node.args]
+            if node.args:
+                node.args[0] = self._leaf_guard(node.args[0], "_cmpv_", node.args[0])
+            return node
+        if checked_at_call:
             # d.get(k): the load stays native and the arguments are checked;
             # visit_Attribute would make it a runtime-checked load.
             self._check_attribute_name(func)

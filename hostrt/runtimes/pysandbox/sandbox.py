@@ -85,6 +85,7 @@ class Sandbox:
             # walks (comparisons, hashing, text of structures)
             "_LEAF_": w.leaf_types,
             "_TEXT_LEAF_": w.walks.text_leaf_types,
+            "_SHORT_": w.short_types,
             "_STR_": str,
             "_STRP_": self.types.str,
             "_cmpv_": w.operand,

@@ -29,6 +29,11 @@ from .refusals import SandboxLimitError
 from .walks import HASHED_BASES, Walks
 
 _NUMBERS = frozenset({int, float, bool, complex})
+#: Strings and integers this small compare in about one step.
+_SHORT_TEXT = 4096
+_SHORT_INT = 1 << 4096
+#: Leaves whose comparison is one step whatever the value.
+_SMALL_LEAVES = frozenset({float, complex, bool, type(None)})
 #: What a method is fetched from when it is called unbound.
 _CLASSES = (type, TypeProxy)
 
@@ -53,6 +58,9 @@ class WalkGuards:
         check_text = walks.check_text
         check_member = walks.check_member
         self.leaf_types = leaves
+        #: Leaves compared in one step whatever the value (for the
+        #: compiler's inline test before ``in``).
+        self.short_types = _SMALL_LEAVES
 
         def operand(x: Any) -> Any:
             """An operand of ``==``, ``<``... (and of a chained comparison)."""
@@ -102,7 +110,9 @@ class WalkGuards:
 
         def contains(item: Any, container: Any) -> bool:
             """``item in container``."""
-            check_member(item, container)
+            t = type(item)
+            if not ((t is str and len(item) <= _SHORT_TEXT) or (t is int and -_SHORT_INT < item < _SHORT_INT)):
+                check_member(item, container)
             return item in container
 
         text_leaves = walks.text_leaf_types
@@ -151,7 +161,9 @@ class WalkGuards:
 
             def checked(x: Any) -> Any:
                 nonlocal total
-                if type(x) in leaves:
+                t = type(x)
+                if t in leaves and (t in _SMALL_LEAVES or (t is str and len(x) <= _SHORT_TEXT)
+                                    or (t is int and -_SHORT_INT < x < _SHORT_INT)):
                     return x
                 n = size(x)
                 total += n
@@ -251,6 +263,13 @@ class WalkGuards:
                 collection(seq, "sort")
             return args, kwargs
 
+        def prefix_args(_self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            """``startswith``/``endswith``: a tuple of prefixes is compared
+            one by one."""
+            if args:
+                operand(args[0])
+            return args, kwargs
+
         def bulk_args(_self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             """Methods hashing every item of already materialised arguments."""
             for arg in args:
@@ -258,6 +277,7 @@ class WalkGuards:
             return args, kwargs
 
         self.key_args = key_args
+        self.prefix_args = prefix_args
         self.heap_functions = lambda: _heap_functions(less)
         self.scan_args = scan_args
         self.sort_args = sort_args

@@ -44,6 +44,7 @@ from operator import is_, not_
 from sys import getrefcount
 from typing import Any, Iterable
 
+from .iteration import SandboxRange
 from .limits import MAX_BYTES, MAX_WALK_DEPTH, MAX_WALK_ITEMS, SMALL_KEY_ITEMS, walk_message
 from .refusals import SandboxLimitError
 
@@ -60,7 +61,7 @@ CONTAINER_BASES: tuple[type, ...] = (
     list, tuple, dict, set, frozenset, deque, slice,
     type({}.keys()), type({}.values()), type({}.items()),
     BaseException, functools.partial, staticmethod, classmethod, types_.MethodType,
-    types_.GenericAlias,
+    types_.GenericAlias, SandboxRange,
 )
 
 #: Hashed containers: a lookup compares the key with every entry of equal
@@ -199,8 +200,9 @@ class Walks:
         """Items C code visits walking ``obj`` fully, counting each shared
         part once per place; ``limit + 1`` as soon as it is known to be
         more than the limit (or ``obj`` contains itself)."""
-        if type(obj) in self._leaves:
-            return 1
+        t = type(obj)
+        if t in self._leaves:
+            return 1 if t in _SHORT else _cost([obj], {t})
         if self.is_flat(obj):
             if type(obj) in self._leaves:  # learned just now
                 return 1
@@ -222,13 +224,14 @@ class Walks:
             raise SandboxLimitError(walk_message(what, self.limit))
         return obj
 
-    def check_text(self, obj: Any, what: str) -> Any:
-        """``obj`` if its text fits the text limit; refuses it otherwise.
-        What is left of the limit becomes the allowance for the text that
-        plugin ``__repr__``/``__str__`` methods inside produce."""
-        if type(obj) in self.text_leaf_types:
+    def check_text(self, obj: Any, what: str, escapes: str = "repr") -> Any:
+        """``obj`` if its text (as ``repr``, ``ascii`` or ``json.dumps``
+        writes strings, by ``escapes``) fits the text limit; refuses it
+        otherwise. What is left of the limit becomes the allowance for the
+        text that plugin ``__repr__``/``__str__`` methods inside produce."""
+        if type(obj) in self.text_leaf_types and escapes == "repr":
             return obj
-        n = self._measure(obj, _leaf_text, self.text_limit)
+        n = self._measure(obj, TEXT_KINDS[escapes], self.text_limit)
         if n > self.text_limit:
             raise SandboxLimitError(
                 f"{what} of more than {self.text_limit} characters exceeds the plugin limit of {self.text_limit}"
@@ -267,12 +270,19 @@ class Walks:
         when it could walk too far: ``item`` is compared with each entry of
         a sequence, or hashed and compared with the equal-hash entries of a
         set or dict, each comparison bounded by ``item``'s size."""
-        if type(item) in self._leaves:
-            return
-        if isinstance(container, HASHED_BASES):
+        t = type(item)
+        if t in self._leaves:
+            # a long string or big integer costs its length per comparison
+            if t in _SHORT or isinstance(container, HASHED_BASES):
+                return
+            n = _cost([item], {t})
+            if n <= 1:
+                return
+        elif isinstance(container, HASHED_BASES):
             self.check_key(item, container, what)
             return
-        n = self.size(item)
+        else:
+            n = self.size(item)
         if n > self.limit:
             raise SandboxLimitError(walk_message(what, self.limit))
         try:
@@ -295,7 +305,7 @@ class Walks:
         if t not in self._containers:
             self._learn((t,))
             if t not in self._containers:
-                return 1 if leaf_text is None else _LEAF_TEXT
+                return _cost([obj], {t}) if leaf_text is None else leaf_text([obj])
         total = 1
         level = [obj]
         walked: list[list[Any]] = []
@@ -307,7 +317,7 @@ class Walks:
                 return cap + 1
             following: list[Any] = []
             if leaf_text is not None:
-                total += self._key_text(level)
+                total += self._key_text(level, leaf_text)
             for items in self._level_items(level):
                 kinds = set(map(type, items))
                 total += _cost(items, kinds) if leaf_text is None else 4 * len(items) + leaf_text(items)
@@ -334,14 +344,14 @@ class Walks:
             level = following
         return total
 
-    def _key_text(self, level: list[Any]) -> int:
+    def _key_text(self, level: list[Any], leaf_text: Any) -> int:
         """The text of the dicts' keys in ``level``: a dict whose keys are
         all strings reports only its values to ``gc.get_referents`` (string
         keys cannot hold anything), but prints its keys."""
         total = 0
         for container in level:
             if isinstance(container, dict):
-                total += _leaf_text(list(dict.keys(container)))
+                total += leaf_text(list(dict.keys(container)))
         return total
 
     def _level_items(self, level: list[Any]) -> Iterable[list[Any]]:
@@ -381,7 +391,7 @@ class Walks:
                     continue
                 items = gc.get_referents(node)
                 kinds = set(map(type, items))
-                own = _cost(items, kinds) if leaf_text is None else 4 * len(items) + leaf_text(items) + self._key_text([node])
+                own = _cost(items, kinds) if leaf_text is None else 4 * len(items) + leaf_text(items) + self._key_text([node], leaf_text)
                 nested = self._nested(items, kinds)
                 on_path.add(key)
                 if len(on_path) > MAX_WALK_DEPTH:
@@ -456,33 +466,96 @@ def _constant(n: int) -> Any:
 #: item visit, about: long strings held in many places (``[s] * 10**7``
 #: compared with an equal copy) cost by their length.
 _CHARS_PER_ITEM = 64
+#: Bits of an integer compared in the time of one item visit, about.
+_BITS_PER_ITEM = 64
+
+#: Leaf types whose comparison costs one visit whatever the value.
+_SHORT = frozenset({float, complex, bool, NoneType, type(...)})
 
 
 def _cost(items: list[Any], kinds: set[type]) -> int:
-    """What walking ``items`` costs, in item visits."""
+    """What walking ``items`` costs, in item visits: one each, and long
+    strings and big integers by their length (comparing them is a loop of
+    its own)."""
     n = len(items)
-    for t in kinds & _STRINGS:
-        n += sum(map(len, compress(items, map(is_, map(type, items), repeat(t))))) // _CHARS_PER_ITEM
+    for t in kinds:
+        if t in _SHORT or issubclass(t, CONTAINER_BASES):
+            continue
+        # Beyond the one visit each already counted: short strings and
+        # word-sized integers add nothing.
+        of_type = list(compress(items, map(is_, map(type, items), repeat(t))))
+        if issubclass(t, (str, bytes, bytearray)):
+            base = str if issubclass(t, str) else bytes if issubclass(t, bytes) else bytearray
+            n += max(0, sum(map(base.__len__, of_type)) // _CHARS_PER_ITEM - len(of_type))
+        elif issubclass(t, int):
+            n += max(0, sum(map(int.bit_length, of_type)) // _BITS_PER_ITEM - len(of_type))
     return n
 
 
-def _leaf_text(items: list[Any]) -> int:
-    """Most characters the scalars among ``items`` print as, about:
-    strings and bytes by length, integers by their digits, anything else
-    a fixed few (containers are counted by the caller, per item)."""
-    counts = Counter(map(type, items))
-    total = 0
-    for t, n in counts.items():
-        if issubclass(t, str):
-            strings = list(compress(items, map(is_, map(type, items), repeat(t))))
-            total += sum(map(str.__len__, strings))
-            # repr escapes what is not printable, up to 10 characters each
-            total += 9 * sum(map(str.__len__, compress(strings, map(not_, map(str.isprintable, strings)))))
-        elif issubclass(t, (bytes, bytearray)):
-            base = bytes if issubclass(t, bytes) else bytearray
-            total += 4 * sum(map(base.__len__, compress(items, map(is_, map(type, items), repeat(t)))))
-        elif t in _INTS:
-            total += sum(map(int.bit_length, compress(items, map(is_, map(type, items), repeat(t))))) * 10 // 33 + n
-        elif t is not NoneType and not issubclass(t, CONTAINER_BASES):
-            total += _LEAF_TEXT * n
-    return total
+def _repr_escapes(strings: list[str]) -> int:
+    """Characters ``repr`` adds escaping: up to 9 more for each character
+    of a string that is not all printable."""
+    return 9 * sum(map(str.__len__, compress(strings, map(not_, map(str.isprintable, strings)))))
+
+
+def _plain(strings: list[str]) -> list[bool]:
+    return [a and b for a, b in zip(map(str.isascii, strings), map(str.isprintable, strings))]
+
+
+def _ascii_escapes(strings: list[str]) -> int:
+    """``ascii`` also escapes every character outside ASCII."""
+    return 9 * sum(map(str.__len__, compress(strings, map(not_, _plain(strings)))))
+
+
+def _json_escapes(strings: list[str]) -> int:
+    """``json.dumps`` writes a character outside printable ASCII as up to
+    12 (a surrogate pair of \\u escapes), and escapes quotes and
+    backslashes."""
+    plain = _plain(strings)
+    total = 11 * sum(map(str.__len__, compress(strings, map(not_, plain))))
+    kept = list(compress(strings, plain))
+    return total + sum(map(str.count, kept, repeat('"'))) + sum(map(str.count, kept, repeat("\\")))
+
+
+def _text_counter(escapes: Any) -> Any:
+    """The leaf measure of a text conversion whose strings are escaped by
+    ``escapes``."""
+
+    def leaf_text(items: list[Any]) -> int:
+        """Most characters the scalars among ``items`` print as, about:
+        strings and bytes by length (and escapes), integers and ranges by
+        their digits, anything else a fixed few (containers are counted
+        by the caller, per item)."""
+        counts = Counter(map(type, items))
+        total = 0
+        for t, n in counts.items():
+            if issubclass(t, CONTAINER_BASES):
+                continue
+            of_type = compress(items, map(is_, map(type, items), repeat(t)))
+            if issubclass(t, str):
+                strings = list(of_type)
+                total += sum(map(str.__len__, strings)) + escapes(strings)
+            elif issubclass(t, (bytes, bytearray)):
+                base = bytes if issubclass(t, bytes) else bytearray
+                total += 4 * sum(map(base.__len__, of_type))
+            elif t in _INTS:
+                total += sum(map(int.bit_length, of_type)) * 10 // 33 + n
+            elif t is range:
+                total += sum(_range_bits(r) for r in of_type) * 10 // 33 + 24 * n
+            elif t is not NoneType:
+                total += _LEAF_TEXT * n
+        return total
+
+    return leaf_text
+
+
+def _range_bits(r: range) -> int:
+    return r.start.bit_length() + r.stop.bit_length() + r.step.bit_length()
+
+
+_leaf_text = _text_counter(_repr_escapes)
+_ascii_text = _text_counter(_ascii_escapes)
+_json_text = _text_counter(_json_escapes)
+
+#: check_text's ``escapes`` argument -> the leaf measure.
+TEXT_KINDS = {"repr": _leaf_text, "ascii": _ascii_text, "json": _json_text}
