@@ -205,3 +205,18 @@ def test_plugin_text_methods_spend_the_conversion_allowance(walks):
     # new allowance
     walks.check_text([Loud()] * 3, "text")
     assert len(repr([Loud()] * 3)) > 3 * len(big)
+
+
+def test_structured_keys_sharing_a_hash_are_counted(walks):
+    m = 2 ** 61 - 1  # integers hash modulo m, so i * m all hash alike
+    shared = tuple(range(2000))
+    colliding = {(shared, i * m) for i in range(100)}
+    assert walks.collision_factor(colliding) == 100
+    with pytest.raises(SandboxLimitError, match="100 structured keys sharing one hash"):
+        walks.check_collisions(colliding, walks.limit // 50, "comparison")
+    ordinary = {(i, str(i)) for i in range(1000)}
+    assert walks.collision_factor(ordinary) <= 2
+    walks.check_collisions(ordinary, walks.size(ordinary), "comparison")
+    # equal scalars and duplicates of one key are not collisions of structure
+    assert walks.collision_factor(["a"] * 1000) == 1
+    assert walks.collision_factor({i * m for i in range(100)}) == 1

@@ -428,11 +428,16 @@ class Guards:
             keys checked for hashing (an exact dict's keys keep the hashes
             they were stored with, checked when they went in)."""
             if isinstance(arg, dict) and type(arg).__iter__ is dict.__iter__:
-                return arg
+                # its keys keep their stored hashes; only equal hashes compare
+                return collection(arg, "merge")
             if hasattr(arg, "keys"):
                 keys = collection(bounded(arg.keys()), "hashing")
                 return {k: arg[k] for k in iteration.getiter(keys)}
-            return collection(bounded(arg), "hashing")
+            pairs = collection(bounded(arg), "hashing")
+            walk_guards.walks.check_collisions(
+                [p[0] for p in iteration.getiter(pairs) if isinstance(p, (tuple, list)) and len(p) == 2],
+                walk_guards.walks.size(pairs), "hashing")
+            return pairs
 
         self.mapping_arg = mapping_arg
 

@@ -47,12 +47,17 @@ class WalkGuards:
         size = walks.size
         limit = walks.limit
 
+        check_collisions = walks.check_collisions
+
         def check(x: Any, what: str) -> Any:
             """``x`` measured, refused past the limit, and its walk charged
-            to the budget."""
+            to the budget; a hashed container (or a collection about to be
+            hashed) also for keys sharing a hash."""
             n = size(x)
             if n > limit:
                 raise SandboxLimitError(walk_message(what, limit))
+            if isinstance(x, HASHED_BASES) or what == "hashing":
+                check_collisions(x, n, what)
             charge(n)
             return x
         check_text = walks.check_text

@@ -265,6 +265,38 @@ class Walks:
                     )
         return n
 
+    def check_collisions(self, keys: Any, size: int, what: str) -> None:
+        """Refuses hashing ``keys`` (or a hashed container's keys) in bulk
+        when entries of equal hash could make it compare too much: each
+        key is compared with every other of its hash, so the cost is about
+        the largest number of structured keys sharing one hash times
+        ``size``. For two containers at once (``a == b``, ``a |= b``),
+        checking each is enough: the cost is at most the smaller of the two
+        crossed products, which is at most the larger of the two checked."""
+        if size <= SMALL_KEY_ITEMS:
+            return
+        factor = self.collision_factor(keys)
+        if factor > 1 and factor * size > self.limit:
+            raise SandboxLimitError(
+                f"{what} of {factor} structured keys sharing one hash, in a structure of {size} items "
+                f"(each such key is compared with the others), exceeds the plugin limit of {self.limit} "
+                f"items compared"
+            )
+
+    def collision_factor(self, keys: Any) -> int:
+        """The most keys among ``keys`` (or a hashed container's keys)
+        that are containers and share one hash; 1 for unhashable keys (the
+        operation itself refuses them)."""
+        keys = _keys_of(keys)
+        nested = list(compress(keys, map(not_, map(self._leaves.__contains__, map(type, keys)))))
+        if len(nested) < 2:
+            return 1
+        try:
+            counts = Counter(map(hash, nested))
+        except TypeError:
+            return 1
+        return max(counts.values())
+
     def check_member(self, item: Any, container: Any, what: str = "membership test") -> None:
         """Refuses ``item in container`` (and ``index``/``count``/``remove``)
         when it could walk too far: ``item`` is compared with each entry of
@@ -443,6 +475,20 @@ def counted_text(method: Any) -> Any:
 
     counted.__name__ = counted.__qualname__ = method.__name__
     return counted
+
+
+def _keys_of(x: Any) -> list[Any]:
+    """The keys a hashed container holds, read through its built-in base;
+    anything else as a list of its items."""
+    if isinstance(x, dict):
+        return list(dict.keys(x))
+    if isinstance(x, set):
+        return list(set.__iter__(x))
+    if isinstance(x, frozenset):
+        return list(frozenset.__iter__(x))
+    if isinstance(x, (type({}.keys()), type({}.items()))):
+        return list(x.mapping)
+    return x if type(x) is list else list(x)
 
 
 def _entries(container: Any) -> int:
