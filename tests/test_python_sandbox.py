@@ -1254,3 +1254,4 @@ def test_guarded_operators_and_keys_work_in_class_bodies(tmp_path):
     outcome = run(tmp_path, source)
     assert outcome.error is None, outcome.error
     assert outcome.gate.storage_get("out") == [2, [2], 1, [2, 2], 1]
+

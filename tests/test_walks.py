@@ -220,3 +220,14 @@ def test_structured_keys_sharing_a_hash_are_counted(walks):
     # equal scalars and duplicates of one key are not collisions of structure
     assert walks.collision_factor(["a"] * 1000) == 1
     assert walks.collision_factor({i * m for i in range(100)}) == 1
+
+
+def test_long_measurements_check_the_clock():
+    # The exact count is Python work (microseconds a container) that no
+    # budget tick reaches: it calls the budget's clock check as it goes.
+    calls = []
+    walks = Walks(check_time=lambda: calls.append(1))
+    shared = [0]
+    rows = [[i] for i in range(100_000)] + [shared, shared]
+    assert walks.size(rows) == 1 + 100_002 + 100_002
+    assert len(calls) >= 100_000 // 1024

@@ -31,7 +31,7 @@ class Sandbox:
         self.plugin_id = plugin_id
         self.budget = Budget()
         self.iteration = Iteration(self.budget)
-        walks = Walks()
+        walks = Walks(check_time=self.budget.check)
         self.formatting = Formatting(self.budget, walks)
         self.walk_guards = WalkGuards(walks, self.budget.charge_walk)
         self.guards = Guards(self.budget, self.iteration, self.formatting, self.walk_guards)

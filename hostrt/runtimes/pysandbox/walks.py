@@ -42,7 +42,7 @@ from collections import Counter, deque
 from itertools import chain, compress, repeat
 from operator import is_, not_
 from sys import getrefcount
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from .iteration import SandboxRange
 from .limits import MAX_BYTES, MAX_WALK_DEPTH, MAX_WALK_ITEMS, SMALL_KEY_ITEMS, walk_message
@@ -106,9 +106,14 @@ class Walks:
     C-level set lookup.
     """
 
-    def __init__(self, limit: int = MAX_WALK_ITEMS, text_limit: int = MAX_BYTES) -> None:
+    def __init__(self, limit: int = MAX_WALK_ITEMS, text_limit: int = MAX_BYTES,
+                 check_time: Callable[[], None] | None = None) -> None:
         self.limit = limit
         self.text_limit = text_limit
+        #: Called every few thousand containers of an exact count (Python
+        #: work, about 4 us a container, that no budget tick reaches): the
+        #: budget's clock check, inside a plugin's entry.
+        self._check_time = check_time
         self._containers: set[type] = set(CONTAINER_BASES)
         self._leaves: set[type] = set(LEAF_TYPES)
         #: The live set of types known to be leaves, for the compiler's
@@ -351,6 +356,8 @@ class Walks:
             if leaf_text is not None:
                 total += self._key_text(level, leaf_text)
             for items in self._level_items(level):
+                if self._check_time is not None:
+                    self._check_time()
                 kinds = set(map(type, items))
                 total += _cost(items, kinds) if leaf_text is None else 4 * len(items) + leaf_text(items)
                 if total > cap:
@@ -415,12 +422,17 @@ class Walks:
         done: dict[int, int] = {}
         on_path: set[int] = set()
         stack: list[tuple[Any, list[Any] | None, int]] = [(obj, None, 0)]
+        check_time = self._check_time
+        visited = 0
         while stack:
             node, nested, own = stack.pop()
             key = id(node)
             if nested is None:
                 if key in done:
                     continue
+                visited += 1
+                if check_time is not None and not visited % _EXACT_CHECK_EVERY:
+                    check_time()
                 items = gc.get_referents(node)
                 kinds = set(map(type, items))
                 own = _cost(items, kinds) if leaf_text is None else 4 * len(items) + leaf_text(items) + self._key_text([node], leaf_text)
@@ -435,6 +447,9 @@ class Walks:
                         return cap + 1  # contains itself: unfolds without end
                     if child_key not in done:
                         stack.append((child, None, 0))
+                        visited += 1
+                        if check_time is not None and not visited % _EXACT_CHECK_EVERY:
+                            check_time()
                 continue
             total = own + sum(done[id(child)] for child in nested)
             if total > cap:
@@ -512,6 +527,9 @@ def _constant(n: int) -> Any:
 #: item visit, about: long strings held in many places (``[s] * 10**7``
 #: compared with an equal copy) cost by their length.
 _CHARS_PER_ITEM = 64
+
+#: Containers counted exactly between two clock checks.
+_EXACT_CHECK_EVERY = 1024
 #: Bits of an integer compared in the time of one item visit, about.
 _BITS_PER_ITEM = 64
 
