@@ -14,8 +14,10 @@ then lets the native operation run. Plugin code reaches them three ways:
   (``sorted``, ``min``, ``max``, ``set()``, ``dict()``, ``hash``, ``repr``,
   ``heapq``, ``bisect``, ``itertools.groupby``, ``json.dumps``...).
 
-Scalars always take a fast path (one type test), so ordinary arithmetic
-and string comparisons stay at native speed.
+Scalars take a fast path (one type test) almost everywhere, so ordinary
+arithmetic and string comparisons stay at native speed; only before ``in``,
+where a long string or big integer searched among many entries costs its
+length each time, do strings and integers get a short check.
 """
 
 from __future__ import annotations
@@ -46,8 +48,15 @@ class WalkGuards:
         leaves = walks.leaf_types
         size = walks.size
         limit = walks.limit
-
         check_collisions = walks.check_collisions
+        check_key = walks.check_key
+        check_text = walks.check_text
+        check_member = walks.check_member
+        text_leaves = walks.text_leaf_types
+        self.leaf_types = leaves
+        #: Leaves compared in one step whatever the value (for the
+        #: compiler's inline test before ``in``).
+        self.short_types = _SMALL_LEAVES
 
         def check(x: Any, what: str) -> Any:
             """``x`` measured, refused past the limit, and its walk charged
@@ -60,12 +69,6 @@ class WalkGuards:
                 check_collisions(x, n, what)
             charge(n)
             return x
-        check_text = walks.check_text
-        check_member = walks.check_member
-        self.leaf_types = leaves
-        #: Leaves compared in one step whatever the value (for the
-        #: compiler's inline test before ``in``).
-        self.short_types = _SMALL_LEAVES
 
         def operand(x: Any) -> Any:
             """An operand of ``==``, ``<``... (and of a chained comparison)."""
@@ -78,8 +81,6 @@ class WalkGuards:
             if type(x) in leaves:
                 return x
             return check(x, "hashing")
-
-        check_key = walks.check_key
 
         def key_in(container: Any, x: Any) -> Any:
             """A key looked up in (or stored into) ``container``:
@@ -119,8 +120,6 @@ class WalkGuards:
             if not ((t is str and len(item) <= _SHORT_TEXT) or (t is int and -_SHORT_INT < item < _SHORT_INT)):
                 check_member(item, container)
             return item in container
-
-        text_leaves = walks.text_leaf_types
 
         def text(x: Any) -> Any:
             """A value about to be converted to text (f-string fields)."""
