@@ -259,16 +259,35 @@ class ModuleFactory:
             walk_guards.walks.check_text(obj, "json.dumps()", escapes="json")
             if default is not None:
                 default = walk_guards.texted(default, "json.dumps()")
+            padding = 0
             if separators is not None:
                 item_sep, key_sep = separators
                 if len(str(item_sep)) > MAX_JSON_INDENT or len(str(key_sep)) > MAX_JSON_INDENT:
                     raise _limit(f"json separators longer than {MAX_JSON_INDENT} characters exceed the plugin limit")
                 separators = (item_sep, key_sep)
+                padding += len(str(item_sep)) + len(str(key_sep))
+            if indent is not None:
+                padding += 1 + (indent if isinstance(indent, int) else len(str(indent))) * (1 + self._json_depth(obj))
+            if padding:
+                # every item gets the separators, and with indent a new line
+                # indented to its depth: text the item estimate leaves out
+                walks = walk_guards.walks
+                n = walks.text_size(obj, "json") + walks.size(obj) * padding
+                if n > MAX_BYTES:
+                    raise _limit(bytes_message(n, what="json text"))
             return json.dumps(
                 obj, skipkeys=skipkeys, ensure_ascii=ensure_ascii, check_circular=check_circular,
                 allow_nan=allow_nan, indent=indent, separators=separators, default=default,
                 sort_keys=sort_keys,
             )
+
+        walks = self.guards.walk_guards.walks
+
+        def json_depth(obj: Any) -> int:
+            walks.size(obj)
+            return walks.last_depth if type(obj) not in walks.leaf_types else 0
+
+        self._json_depth = json_depth
 
         def loads(
             s: Any,

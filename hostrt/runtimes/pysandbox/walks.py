@@ -127,6 +127,8 @@ class Walks:
         #: container type -> the length function of its built-in base.
         self._lengths: dict[type, Any] = {}
         self._unshared = self._calibrate()
+        #: Levels of containers the last full measurement went through.
+        self.last_depth = 0
 
     def _calibrate(self) -> int:
         """The reference count :meth:`_measure` sees on a container held by
@@ -214,14 +216,14 @@ class Walks:
             return 1 + len(obj) * (2 if type(obj) is dict else 1)
         return self._measure(obj, None, self.limit)
 
-    def text_size(self, obj: Any) -> int:
+    def text_size(self, obj: Any, escapes: str = "repr") -> int:
         """An upper estimate of the characters ``repr(obj)`` produces from
         the built-in containers and scalars in it (a plugin object inside
         counts a few characters: its own ``__repr__`` is plugin code, judged
         when it runs); ``text_limit + 1`` once known to be past the limit."""
         if type(obj) in self._leaves:
-            return _leaf_text([obj])
-        return self._measure(obj, _leaf_text, self.text_limit)
+            return TEXT_KINDS[escapes]([obj])
+        return self._measure(obj, TEXT_KINDS[escapes], self.text_limit)
 
     def check(self, obj: Any, what: str) -> Any:
         """``obj`` if C code may walk it; refuses it otherwise."""
@@ -381,6 +383,7 @@ class Walks:
                     following.extend(nested)
             walked.append(following)
             level = following
+        self.last_depth = depth
         return total
 
     def _key_text(self, level: list[Any], leaf_text: Any) -> int:
@@ -424,6 +427,7 @@ class Walks:
         stack: list[tuple[Any, list[Any] | None, int]] = [(obj, None, 0)]
         check_time = self._check_time
         visited = 0
+        deepest = 0
         while stack:
             node, nested, own = stack.pop()
             key = id(node)
@@ -440,6 +444,7 @@ class Walks:
                 on_path.add(key)
                 if len(on_path) > MAX_WALK_DEPTH:
                     return cap + 1
+                deepest = max(deepest, len(on_path))
                 stack.append((node, nested, own))
                 for child in nested:
                     child_key = id(child)
@@ -456,6 +461,7 @@ class Walks:
                 return cap + 1
             done[key] = total
             on_path.discard(key)
+        self.last_depth = deepest
         return 1 + done[id(obj)]
 
 
