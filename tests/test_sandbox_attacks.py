@@ -575,12 +575,13 @@ TEXT_OPERATIONS = {
     "re.escape": "import re\nre.escape('.' * 35000000)",
     "json.dumps indent nesting": "import json\na = [0] * 1000\nfor i in range(8):\n    a = [a, a]\njson.dumps(a, indent=64)",
     "json.dumps separators": "import json\njson.dumps([0] * 2000000, separators=(' ' * 60, ':'))",
+    "re.sub with a callable": "import re\nbig = 'b' * 60000000\nre.sub('a', lambda m: big, 'aa')",
+    "re.sub with a callable, many matches": "import re\nbig = 'b' * 1000000\nre.sub('a', lambda m: big, 'a' * 1000)",
 }
 
 #: Still over the size limit in one call (a bounded multiple of it).
 TEXT_OPERATIONS_OPEN = {
     "str.upper": "('\\ufb03' * 25000000).upper()",
-    "re.sub with a callable": "import re\nbig = 'b' * 60000000\nre.sub('a', lambda m: big, 'aa')",
 }
 
 

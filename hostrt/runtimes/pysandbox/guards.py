@@ -830,11 +830,19 @@ def sub_replacement(pattern: Any, repl: Any, string: Any, charge: Callable[[int]
                 charge(total)
         return repl
     if callable(repl):
+        # The result is at most the string plus everything the callable
+        # returned, which C code joins in one call: count as it goes.
+        total = len(string) if isinstance(string, (str, bytes)) else 0
 
         def replacement(match: Any) -> Any:
+            nonlocal total
             result = repl(match)
-            if isinstance(result, (str, bytes)) and len(result) >= CHARGE_THRESHOLD:
-                charge(len(result))
+            if isinstance(result, (str, bytes)):
+                total += len(result)
+                if total > MAX_BYTES:
+                    raise SandboxLimitError(bytes_message(total, what="substituted string"))
+                if len(result) >= CHARGE_THRESHOLD:
+                    charge(len(result))
             return result
 
         return replacement
