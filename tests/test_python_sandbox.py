@@ -1255,3 +1255,23 @@ def test_guarded_operators_and_keys_work_in_class_bodies(tmp_path):
     assert outcome.error is None, outcome.error
     assert outcome.gate.storage_get("out") == [2, [2], 1, [2, 2], 1]
 
+
+
+def test_slice_assignment_split_groups_and_json_loads_work_within_limits(tmp_path):
+    source = activate_body("""
+        import json, re
+        rows = [0] * 10
+        rows[2:5] = (x * 2 for x in range(3))
+        buf = bytearray(b'abcdef')
+        buf[1:3] = b'XYZ'
+        parts = re.split('(,)', 'a,b,c')
+        compiled = re.compile('([0-9])').split('a1b2')
+        data = json.loads('[1, 2, {"a": [3, 4]}]')
+        ctx.storage.set('out', [rows, buf.decode(), parts, compiled, data])
+    """)
+    outcome = run(tmp_path, source)
+    assert outcome.error is None, outcome.error
+    assert outcome.gate.storage_get("out") == [
+        [0, 0, 0, 2, 4, 0, 0, 0, 0, 0], "aXYZdef", ["a", ",", "b", ",", "c"], ["a", "1", "b", "2", ""],
+        [1, 2, {"a": [3, 4]}],
+    ]

@@ -605,7 +605,6 @@ ITEM_BUILDERS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason="slice assignment, re.split's groups and json.loads build containers past MAX_ITEMS")
 @pytest.mark.parametrize("name", list(ITEM_BUILDERS))
 def test_containers_built_in_one_c_call_respect_the_item_limit(tmp_path, world, name):
     body = ITEM_BUILDERS[name] + "\nctx.storage.set('items', len(x))"

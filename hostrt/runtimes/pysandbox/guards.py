@@ -423,6 +423,25 @@ class Guards:
             # sets, and Counter (whose |= compares the counts)
             return walk_guards.ior(a, b)
 
+        def slice_items(target: Any, items: Any) -> Any:
+            """The value of ``target[a:b] = items``: at most a container's
+            worth, counted as the target's items (a bytearray takes bytes,
+            anything else one item each)."""
+            if type(items) not in BOUNDED_TYPES:
+                items = bounded(items)
+            n = len(items)
+            limit = MAX_BYTES if isinstance(target, bytearray) else MAX_ITEMS
+            if target is not None and not isinstance(target, (str, bytes)):
+                try:
+                    n += len(target)
+                except TypeError:
+                    pass
+            if n > limit:
+                raise SandboxLimitError(items_message(n, limit) if limit == MAX_ITEMS else bytes_message(n, limit))
+            return items
+
+        self.slice_items = slice_items
+
         def mapping_arg(arg: Any) -> Any:
             """A dict.update()-style argument with its size bounded and its
             keys checked for hashing (an exact dict's keys keep the hashes
@@ -618,6 +637,8 @@ class Guards:
             string = args[0] if args else kwargs.get("string")
             if isinstance(string, (str, bytes)) and len(string) > MAX_ITEMS:
                 raise SandboxLimitError(items_message(len(string), what="regular expression search of a string"))
+            if isinstance(pattern, re.Pattern) and pattern.groups:
+                check_split_items(pattern, string)
             check_search(pattern, 0, string, scans=True)
             return args, kwargs
 
@@ -800,6 +821,20 @@ def _format_method(method: Any, unbound: bool, formatting: Formatting) -> Callab
         return formatting.str_format(owner, args, kwargs)
 
     return bound_format
+
+
+def check_split_items(pattern: Any, string: Any, flags: Any = 0) -> None:
+    """Refuse a ``re.split`` whose list could pass the item limit: one
+    item per piece, plus one per capturing group at every match."""
+    if not isinstance(string, (str, bytes)):
+        return
+    try:
+        groups = pattern.groups if isinstance(pattern, re.Pattern) else re.compile(pattern, flags).groups
+    except (TypeError, re.error):
+        return  # the real split raises
+    n = (len(string) + 1) * (groups + 1)
+    if n > MAX_ITEMS:
+        raise SandboxLimitError(items_message(n, what="split of a string"))
 
 
 def sub_replacement(pattern: Any, repl: Any, string: Any, charge: Callable[[int], None]) -> Any:

@@ -36,7 +36,7 @@ import uuid
 from typing import Any, Callable
 
 from .budget import Budget
-from .guards import Guards, sub_replacement
+from .guards import Guards, check_split_items, sub_replacement
 from .iteration import Iteration
 from .limits import (
     MAX_BYTES,
@@ -298,6 +298,12 @@ class ModuleFactory:
             parse_constant: Any = None,
             object_pairs_hook: Any = None,
         ) -> Any:
+            if isinstance(s, (str, bytes, bytearray)):
+                # each value but the first follows a comma (or opens a
+                # container): a bound on any one list's or object's items
+                comma = "," if isinstance(s, str) else b","
+                if s.count(comma) >= MAX_ITEMS:
+                    raise _limit(items_message(s.count(comma) + 1, what="json array or object"))
             return json.loads(
                 s, object_hook=object_hook, parse_float=parse_float, parse_int=parse_int,
                 parse_constant=parse_constant, object_pairs_hook=object_pairs_hook,
@@ -336,6 +342,8 @@ class ModuleFactory:
                 check(pattern, kwargs.get("flags", args[-1] if args else 0), string, fn not in (re.match, re.fullmatch))
                 if listing and isinstance(string, (str, bytes)) and len(string) > MAX_ITEMS:
                     raise _limit(items_message(len(string), what="regular expression search of a string"))
+                if fn is re.split:
+                    check_split_items(pattern, string, kwargs.get("flags", args[-1] if len(args) > 1 else 0))
                 return fn(pattern, string, *args, **kwargs)
 
             call.__name__ = call.__qualname__ = fn.__name__

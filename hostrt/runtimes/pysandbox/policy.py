@@ -839,6 +839,15 @@ class PluginPolicy(RestrictingNodeTransformer):
 
     def visit_Assign(self, node: ast.Assign) -> Any:
         node = self.node_contents_visit(node)
+        for target in node.targets:
+            if isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Slice):
+                # x[a:b] = items: C code copies every item in one call
+                owner = target.value
+                while isinstance(owner, ast.IfExp):  # the inline _write_ test
+                    owner = owner.body
+                lead = _name(owner.id) if isinstance(owner, ast.Name) else ast.Constant(None)
+                node.value = self._locate(_call("_slice_items_", lead, node.value), node.value)
+                break
         if any(_contains_starred(t) for t in node.targets):
             if len(node.targets) != 1:
                 self.error(node, "Chained assignment with a starred target is not supported.")

@@ -97,6 +97,7 @@ class Sandbox:
             "_in_": w.contains,
             "_text_": w.text,
             "_mapping_": g.mapping_arg,
+            "_slice_items_": g.slice_items,
             "_sub_": w.sub,
             "_bitand_": w.bitand,
             "_bitxor_": w.bitxor,
