@@ -72,7 +72,14 @@ import pytest
 from hostrt import PluginState
 from hostrt.context import MAX_LOG_MESSAGE
 from hostrt.runtimes.pysandbox.builtins import HOST_ERRORS
-from hostrt.runtimes.pysandbox.limits import MAX_BYTES, MAX_CLASSINFO, MAX_ERROR_MESSAGE, MAX_WALK_ITEMS, SMALL_KEY_ITEMS
+from hostrt.runtimes.pysandbox.limits import (
+    MAX_BYTES,
+    MAX_CLASSINFO,
+    MAX_ERROR_MESSAGE,
+    MAX_ITEMS,
+    MAX_WALK_ITEMS,
+    SMALL_KEY_ITEMS,
+)
 
 TESTS = Path(__file__).resolve().parent.parent
 REPO = TESTS.parent
@@ -109,6 +116,7 @@ CYCLE = "cycle"    # caught refusal naming MAX_WALK_ITEMS, or RecursionError
 ERROR = "error"    # an exception carrying a DAG escapes: bounded PluginError
 STORE = "store"    # a DAG handed to ctx: fails with a documented host error
 LOG = "log"        # a DAG logged: refused, or logged cut to size
+ITEMS = "items"    # caught refusal naming MAX_ITEMS or MAX_BYTES (one C call building too much)
 
 #: The plugin's module: the structures the attacks build.
 PRELUDE = '''
@@ -641,6 +649,37 @@ add_attack("startswith-tuple-of-long-strings", WALK, """
     t = 'a' * (1 << 25) + 'b' + 'a' * ((1 << 25) - 1)
     s.startswith((t,) * 4096)
 """)
+# the inline fast path of a comparison tests the type of a plain name on
+# the right before the left operand runs; a call there can rebind it
+add_attack("comparison-whose-left-operand-rebinds-the-right-name", WALK, """
+    def swap():
+        global swapped
+        swapped = dag()
+        return dag()
+
+    global swapped
+    swapped = 0
+    swap() == swapped
+""")
+# dict values views: searched one value after another like a list, but
+# counted as one entry
+add_attack("in-dict-values-of-many-refs-to-a-long-string", WALK, """
+    s = 'a' * (1 << 26)
+    t = s[:-1] + 'b'
+    d = {}
+    for i in range(4096):
+        d[i] = t
+    s in d.values()
+""")
+# integers are leaves to the collision count, but 100,000-digit ones that
+# share a hash (and their leading digits) each take a long loop to compare
+add_attack("set-from-colliding-big-ints", WALK, """
+    base = 10 ** 99999
+    keys = []
+    for i in range(3000):
+        keys.append(base + i * M)
+    set(keys)
+""")
 
 # structures that contain themselves
 add_attack("cycle-eq", CYCLE, "ring() == ring()")
@@ -753,6 +792,60 @@ add_attack("ascii-of-strings-that-escape", TEXT, "ascii([chr(0x10000) * (1 << 20
 # json.dumps escapes it to a surrogate pair, twelve characters, and a quote to two
 add_attack("json-dumps-of-strings-that-escape", TEXT, "json.dumps([chr(0x10000) * (1 << 20)] * 10)")
 add_attack("json-dumps-of-quotes", TEXT, "json.dumps(['\"' * (1 << 20)] * 40)")
+# a str subclass is a str to C code, but len() of it is plugin code: a
+# plugin __repr__ returning one spends nothing of the text allowance
+add_attack("repr-of-plugin-objects-whose-repr-is-a-str-with-a-lying-len", TEXT, """
+    class Sly(str):
+        def __len__(self):
+            return 0
+
+    text = Sly('x' * (1 << 25))
+
+    class Loud:
+        def __repr__(self):
+            return text
+
+    repr([Loud()] * 150)
+""")
+# json.dumps measures the separators and indent by str() and len(), which
+# a str subclass answers with plugin code; C writes the real text
+add_attack("json-dumps-separator-whose-str-is-short", TEXT, """
+    class Sep(str):
+        def __str__(self):
+            return ','
+
+    json.dumps([0] * 4000, separators=(Sep('x' * (1 << 20)), ':'))
+""")
+add_attack("json-dumps-indent-whose-len-and-str-are-short", TEXT, """
+    class Pad(str):
+        def __len__(self):
+            return 1
+
+        def __str__(self):
+            return ' '
+
+    json.dumps([0] * 4000, indent=Pad(' ' * (1 << 20)))
+""")
+# re.sub counts a replacement's length with len(): a str subclass answers
+add_attack("re-sub-callable-returning-a-str-with-a-lying-len", TEXT, """
+    import re
+
+    class Sly(str):
+        def __len__(self):
+            return 0
+
+    big = Sly('x' * (1 << 24))
+    re.sub('a', lambda m: big, 'a' * 300)
+""")
+add_attack("re-sub-template-that-is-a-str-with-a-lying-len", TEXT, """
+    import re
+
+    class Sly(str):
+        def __len__(self):
+            return 0
+
+    re.sub('a', Sly('x' * (1 << 24)), 'a' * 300)
+""")
 # C builds these error messages with %R of the value it did not find
 add_attack("list-index-missing", TEXT, "[0].index(dag())")
 add_attack("deque-index-missing", TEXT, "deque([0]).index(dag())")
@@ -767,6 +860,38 @@ add_attack("raise-carrying-a-dag-among-args", ERROR, "raise ValueError('bad', td
 add_attack("keyerror-of-a-frozenset-dag", ERROR, "{}[fdag()]")
 add_attack("assert-message", ERROR, "assert False, dag()")
 add_attack("raise-host-error-carrying-a-dag", ERROR, "raise HostrtError(dag())")
+# the host's str() of an escaping exception runs plugin __repr__ methods
+# outside any text conversion's allowance
+add_attack("raise-carrying-many-refs-to-a-plugin-object-with-long-repr", ERROR, """
+    text = 'x' * (1 << 25)
+
+    class Loud:
+        def __repr__(self):
+            return text
+
+    raise ValueError(*([Loud()] * 250))
+""")
+
+# one C call building more items than MAX_ITEMS
+add_attack("slice-assignment-in-a-tuple-target", ITEMS, """
+    x = []
+    x[:], y = bytes(1 << 26), 0
+""")
+add_attack("slice-assignment-as-a-for-target", ITEMS, """
+    x = []
+    for x[:] in [bytes(1 << 26)]:
+        pass
+""")
+# re.split counts pieces by len(), which a str subclass answers
+add_attack("re-split-of-a-str-with-a-lying-len", ITEMS, """
+    import re
+
+    class Sly(str):
+        def __len__(self):
+            return 0
+
+    re.split('()()()()()()()()()()()()()()()', Sly('a' * (1 << 24)))
+""")
 
 # ctx
 add_attack("storage-set", STORE, "ctx.storage.set('k', dag())")
@@ -784,7 +909,7 @@ def plugin_source(name: str, depth: int = WALK_DEPTH) -> str:
     """The plugin running attack ``name``: the prelude, then an
     ``activate`` that runs the attack's code and records what happened."""
     kind, body = ATTACKS[name]
-    if kind in (WALK, TEXT, CYCLE):
+    if kind in (WALK, TEXT, CYCLE, ITEMS):
         handlers = ("except MemoryError as exc:\n"
                     "    ctx.storage.set('refused', str(exc))\n")
         if kind == CYCLE:
@@ -1042,9 +1167,11 @@ def outcome_problem(name: str, outcome: dict[str, Any]) -> str | None:
     kind, _body = ATTACKS[name]
     loot = outcome["loot"]
     state = outcome["state"]
-    if kind in (WALK, TEXT, CYCLE):
+    if kind in (WALK, TEXT, CYCLE, ITEMS):
         if state != "active" or loot.get("went_on") is not True:
             return "the plugin did not go on after the site"
+        if kind == ITEMS and not _refusal(loot, MAX_ITEMS, MAX_BYTES):
+            return f"the site was not refused naming the limit of {MAX_ITEMS} items or {MAX_BYTES} bytes"
         if kind == WALK and not _refusal(loot, MAX_WALK_ITEMS, SMALL_KEY_ITEMS, MAX_CLASSINFO):
             return (f"the site was not refused naming the limit of {MAX_WALK_ITEMS} items (or the key or "
                     "class-tuple limit)")
@@ -1535,4 +1662,70 @@ def test_methods_named_like_key_methods_called_on_a_class_take_large_arguments(a
             rows.add(big)
             ctx.storage.set('base', len(rows.rows))
             ctx.storage.set('default', len(dict.get({'k': 1}, 'missing', big)))
+    """, check)
+
+
+def test_class_bodies_whose_method_defaults_and_decorators_read_items_run(arena):
+    # Default values and decorators of a method run in the class body,
+    # where a compiler temporary would become a class attribute.
+    def check(attempt: Any) -> None:
+        assert attempt.loot == {"job": ["fast", 3, 4]}
+
+    run_ordinary(arena, """
+        MODE = 'mode'
+        KIND = 'plain'
+
+
+        def plain(f):
+            return f
+
+
+        class Defaults:
+            values = {'mode': 'fast', 'retries': 3}
+
+
+        class Hooks:
+            decorators = {'plain': plain}
+
+
+        class Job:
+            def mode(self, mode=Defaults.values[MODE]):
+                return mode
+
+            def retries(self, n=Defaults.values.get('retries')):
+                return n
+
+            @Hooks.decorators[KIND]
+            def double(self, x):
+                return 2 * x
+
+
+        def activate(ctx):
+            job = Job()
+            ctx.storage.set('job', [job.mode(), job.retries(), job.double(2)])
+    """, check)
+
+
+def test_a_plugin_class_returning_a_str_subclass_from_repr_keeps_its_text(arena):
+    # Not an attack: the plain use of the str subclasses the attacks above
+    # lie with, so a fix that refuses them outright shows up here.
+    def check(attempt: Any) -> None:
+        assert attempt.loot == {"text": ["[<tag>, <tag>]", "a-b", "x|y"]}
+
+    run_ordinary(arena, """
+        import re
+
+
+        class Tag(str):
+            pass
+
+
+        class Item:
+            def __repr__(self):
+                return Tag('<tag>')
+
+
+        def activate(ctx):
+            ctx.storage.set('text', [repr([Item(), Item()]), re.sub(',', lambda m: Tag('-'), 'a,b'),
+                                     '|'.join(re.split(Tag(','), 'x,y'))])
     """, check)
