@@ -77,6 +77,7 @@ from hostrt.runtimes.pysandbox.limits import (
     MAX_CLASSINFO,
     MAX_ERROR_MESSAGE,
     MAX_ITEMS,
+    MAX_JSON_INDENT,
     MAX_WALK_ITEMS,
     SMALL_KEY_ITEMS,
 )
@@ -205,7 +206,7 @@ def colliding(n=1000):
     return {(f, i * M) for i in range(n)}
 
 
-def colliding_pair(kind=set, n=2000, depth=7):
+def colliding_pair(kind=set, n=700, depth=7):
     """Two sets (or dicts) of n keys with one hash, equal key for key: the
     keys of one hold one frozenset DAG, those of the other a separately
     built equal one. Each is cheap to build with a loop (within one, the
@@ -575,7 +576,7 @@ add_attack("set-eq-of-colliding-sets", WALK, """
     a == b
 """)
 add_attack("set-from-colliding-items", WALK, """
-    a, b = colliding_pair(n=1500)
+    a, b = colliding_pair(n=500)
     set(list(a) + list(b))
 """)
 add_attack("dict-update-of-colliding-dicts", WALK, """
@@ -873,15 +874,6 @@ add_attack("raise-carrying-many-refs-to-a-plugin-object-with-long-repr", ERROR, 
 """)
 
 # one C call building more items than MAX_ITEMS
-add_attack("slice-assignment-in-a-tuple-target", ITEMS, """
-    x = []
-    x[:], y = bytes(1 << 26), 0
-""")
-add_attack("slice-assignment-as-a-for-target", ITEMS, """
-    x = []
-    for x[:] in [bytes(1 << 26)]:
-        pass
-""")
 # re.split counts pieces by len(), which a str subclass answers
 add_attack("re-split-of-a-str-with-a-lying-len", ITEMS, """
     import re
@@ -1175,7 +1167,8 @@ def outcome_problem(name: str, outcome: dict[str, Any]) -> str | None:
         if kind == WALK and not _refusal(loot, MAX_WALK_ITEMS, SMALL_KEY_ITEMS, MAX_CLASSINFO):
             return (f"the site was not refused naming the limit of {MAX_WALK_ITEMS} items (or the key or "
                     "class-tuple limit)")
-        if kind == TEXT and not _refusal(loot, MAX_BYTES, MAX_WALK_ITEMS):
+        if kind == TEXT and not (_refusal(loot, MAX_BYTES, MAX_WALK_ITEMS)
+                                 or "json" in loot.get("refused", "") and _refusal(loot, MAX_JSON_INDENT)):
             return f"the text was not refused naming the limit of {MAX_BYTES} characters or {MAX_WALK_ITEMS} items"
         if kind == CYCLE and not (_refusal(loot, MAX_WALK_ITEMS) or loot.get("recursion") is True):
             return "the cycle was neither refused nor stopped by RecursionError"
@@ -1212,6 +1205,22 @@ def test_walk_over_a_shared_structure_is_refused(walk_outcomes, name):
     if problem is not None:
         pytest.fail(f"{describe(name)}\n{problem}; what became of it:\n{json.dumps(outcome, indent=1)[:4000]}",
                     pytrace=False)
+
+
+@pytest.mark.parametrize("target", [
+    "x[:], y = bytes(1 << 26), 0",
+    "for x[:] in [bytes(1 << 26)]:\n    pass",
+    "with ctx as x[:]:\n    pass",
+])
+def test_slice_targets_other_than_a_plain_assignment_are_refused_when_compiled(target):
+    # x[a:b] = items copies every item in one C call: only the plain
+    # statement has its value counted, so other slice targets do not compile.
+    from hostrt.runtimes.pysandbox import compile_plugin
+    from hostrt.runtimes.pysandbox.policy import PluginCompileFailure
+
+    source = "def activate(ctx):\n    x = []\n" + textwrap.indent(target, "    ") + "\n"
+    with pytest.raises(PluginCompileFailure, match="only supported as a statement of its own"):
+        compile_plugin(source, "p/plugin.py")
 
 
 def test_the_catalogue_builds_plugins_that_compile():

@@ -426,8 +426,8 @@ def build_builtins(
 
     def escaped_text(obj: Any, plain: Callable[[], bool], what: str) -> None:
         # A character that is escaped becomes up to 10 (\U0001f600).
-        if isinstance(obj, str) and len(obj) * 10 > MAX_BYTES and not (plain() and obj.isprintable()):
-            raise SandboxLimitError(bytes_message(len(obj) * 10, what=what))
+        if isinstance(obj, str) and str.__len__(obj) * 10 > MAX_BYTES and not (plain() and str.isprintable(obj)):
+            raise SandboxLimitError(bytes_message(str.__len__(obj) * 10, what=what))
 
     def repr_(obj: Any, /) -> str:
         if type(obj) not in walks.text_leaf_types:
@@ -440,7 +440,7 @@ def build_builtins(
         if type(obj) not in walks.text_leaf_types:
             walks.check_text(obj, "ascii()", escapes="ascii")
         else:
-            escaped_text(obj, obj.isascii, "ascii() text")
+            escaped_text(obj, lambda: str.isascii(obj), "ascii() text")
         return ascii(obj)
 
     def hash_(obj: Any, /) -> int:

@@ -635,8 +635,8 @@ class Guards:
 
         def pattern_split(pattern: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             string = args[0] if args else kwargs.get("string")
-            if isinstance(string, (str, bytes)) and len(string) > MAX_ITEMS:
-                raise SandboxLimitError(items_message(len(string), what="regular expression search of a string"))
+            if isinstance(string, (str, bytes)) and _char_len(string) > MAX_ITEMS:
+                raise SandboxLimitError(items_message(_char_len(string), what="regular expression search of a string"))
             if isinstance(pattern, re.Pattern) and pattern.groups:
                 check_split_items(pattern, string)
             check_search(pattern, 0, string, scans=True)
@@ -832,7 +832,7 @@ def check_split_items(pattern: Any, string: Any, flags: Any = 0) -> None:
         groups = pattern.groups if isinstance(pattern, re.Pattern) else re.compile(pattern, flags).groups
     except (TypeError, re.error):
         return  # the real split raises
-    n = (len(string) + 1) * (groups + 1)
+    n = (_char_len(string) + 1) * (groups + 1)
     if n > MAX_ITEMS:
         raise SandboxLimitError(items_message(n, what="split of a string"))
 
@@ -851,14 +851,14 @@ def sub_replacement(pattern: Any, repl: Any, string: Any, charge: Callable[[int]
         if isinstance(string, (str, bytes)):
             backslash = "\\" if isinstance(repl, str) else b"\\"
             refs = repl.count(backslash)
-            n = len(string)
+            n = _char_len(string)
             matches = n + 1
             text = pattern if isinstance(pattern, (str, bytes)) else ""
             marks = ("(?=", "(?<=") if isinstance(text, str) else (b"(?=", b"(?<=")
             if refs and any(m in text for m in marks):
-                total = n + matches * (len(repl) + refs * n)
+                total = n + matches * (_char_len(repl) + refs * n)
             else:
-                total = n + matches * len(repl) + refs * n
+                total = n + matches * _char_len(repl) + refs * n
             if total > MAX_BYTES:
                 raise SandboxLimitError(bytes_message(total, what="substituted string"))
             if total >= CHARGE_THRESHOLD:
@@ -867,17 +867,18 @@ def sub_replacement(pattern: Any, repl: Any, string: Any, charge: Callable[[int]
     if callable(repl):
         # The result is at most the string plus everything the callable
         # returned, which C code joins in one call: count as it goes.
-        total = len(string) if isinstance(string, (str, bytes)) else 0
+        total = _char_len(string) if isinstance(string, (str, bytes)) else 0
 
         def replacement(match: Any) -> Any:
             nonlocal total
             result = repl(match)
             if isinstance(result, (str, bytes)):
-                total += len(result)
+                size = _char_len(result)
+                total += size
                 if total > MAX_BYTES:
                     raise SandboxLimitError(bytes_message(total, what="substituted string"))
-                if len(result) >= CHARGE_THRESHOLD:
-                    charge(len(result))
+                if size >= CHARGE_THRESHOLD:
+                    charge(size)
             return result
 
         return replacement

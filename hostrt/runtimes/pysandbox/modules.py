@@ -36,7 +36,7 @@ import uuid
 from typing import Any, Callable
 
 from .budget import Budget
-from .guards import Guards, check_split_items, sub_replacement
+from .guards import Guards, _char_len, check_split_items, sub_replacement
 from .iteration import Iteration
 from .limits import (
     MAX_BYTES,
@@ -253,21 +253,26 @@ class ModuleFactory:
         ) -> str:
             if isinstance(indent, int) and indent > MAX_JSON_INDENT:
                 raise _limit(f"json indent {indent} exceeds the plugin limit of {MAX_JSON_INDENT}")
-            if isinstance(indent, str) and len(indent) > MAX_JSON_INDENT:
-                raise _limit(f"json indent of {len(indent)} characters exceeds the plugin limit of {MAX_JSON_INDENT}")
+            if isinstance(indent, str):
+                indent = str.__str__(indent)  # the text itself, not a subclass's say
+                if len(indent) > MAX_JSON_INDENT:
+                    raise _limit(f"json indent of {len(indent)} characters exceeds the plugin limit of {MAX_JSON_INDENT}")
             walk_guards = self.guards.walk_guards
             walk_guards.walks.check_text(obj, "json.dumps()", escapes="json")
             if default is not None:
                 default = walk_guards.texted(default, "json.dumps()")
             padding = 0
             if separators is not None:
-                item_sep, key_sep = separators
-                if len(str(item_sep)) > MAX_JSON_INDENT or len(str(key_sep)) > MAX_JSON_INDENT:
+                item_sep, key_sep = (str.__str__(sep) if isinstance(sep, str) else sep for sep in separators)
+                if not (type(item_sep) is str and type(key_sep) is str):
+                    raise TypeError("json separators must be strings")
+                if len(item_sep) > MAX_JSON_INDENT or len(key_sep) > MAX_JSON_INDENT:
                     raise _limit(f"json separators longer than {MAX_JSON_INDENT} characters exceed the plugin limit")
                 separators = (item_sep, key_sep)
-                padding += len(str(item_sep)) + len(str(key_sep))
+                padding += len(item_sep) + len(key_sep)
             if indent is not None:
-                padding += 1 + (indent if isinstance(indent, int) else len(str(indent))) * (1 + self._json_depth(obj))
+                width = len(indent) if isinstance(indent, str) else int(indent)
+                padding += 1 + width * (1 + self._json_depth(obj))
             if padding:
                 # every item gets the separators, and with indent a new line
                 # indented to its depth: text the item estimate leaves out
@@ -340,8 +345,8 @@ class ModuleFactory:
         def simple(fn: Callable[..., Any], listing: bool = False) -> Callable[..., Any]:
             def call(pattern: Any, string: Any, *args: Any, **kwargs: Any) -> Any:
                 check(pattern, kwargs.get("flags", args[-1] if args else 0), string, fn not in (re.match, re.fullmatch))
-                if listing and isinstance(string, (str, bytes)) and len(string) > MAX_ITEMS:
-                    raise _limit(items_message(len(string), what="regular expression search of a string"))
+                if listing and isinstance(string, (str, bytes)) and _char_len(string) > MAX_ITEMS:
+                    raise _limit(items_message(_char_len(string), what="regular expression search of a string"))
                 if fn is re.split:
                     check_split_items(pattern, string, kwargs.get("flags", args[-1] if len(args) > 1 else 0))
                 return fn(pattern, string, *args, **kwargs)

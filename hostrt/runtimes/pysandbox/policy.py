@@ -313,6 +313,51 @@ def _safe_constant_binop(op: type, left: Any, right: Any) -> bool:
     return False
 
 
+def _subtree_ids(node: ast.AST) -> set[int]:
+    return {id(n) for n in ast.walk(node)}
+
+
+def _annotation_nodes(tree: ast.AST) -> set[int]:
+    """Every node inside an annotation."""
+    found: set[int] = set()
+    for sub in ast.walk(tree):
+        if isinstance(sub, ast.arg) and sub.annotation is not None:
+            found |= _subtree_ids(sub.annotation)
+        elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)) and sub.returns is not None:
+            found |= _subtree_ids(sub.returns)
+        elif isinstance(sub, ast.AnnAssign):
+            found |= _subtree_ids(sub.annotation)
+    return found
+
+
+def _class_scope_nodes(tree: ast.AST) -> set[int]:
+    """Every node a class body evaluates in the class's namespace: its
+    statements, and the decorators and default values of the functions,
+    lambdas and classes defined there (not their bodies)."""
+    found: set[int] = set()
+
+    def in_class(node: ast.AST) -> None:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            args = node.args
+            for part in (*getattr(node, "decorator_list", ()), *args.defaults, *args.kw_defaults):
+                if part is not None:
+                    found.update(_subtree_ids(part))
+            return
+        if isinstance(node, ast.ClassDef):
+            for part in (*node.decorator_list, *node.bases, *(k.value for k in node.keywords)):
+                found.update(_subtree_ids(part))
+            return  # its own body is found as a class of its own
+        found.add(id(node))
+        for child in ast.iter_child_nodes(node):
+            in_class(child)
+
+    for cls in ast.walk(tree):
+        if isinstance(cls, ast.ClassDef):
+            for statement in cls.body:
+                in_class(statement)
+    return found
+
+
 class PluginPolicy(RestrictingNodeTransformer):
     """RestrictedPython policy for hostrt plugins (see the module docstring)."""
 
@@ -325,7 +370,9 @@ class PluginPolicy(RestrictingNodeTransformer):
         #: Per function being compiled: its locals proven to hold only numbers.
         self._numeric_locals: list[frozenset[str]] = [frozenset()]
         self._comprehension_capped: list[bool] = []
-        self._annotation_nodes: set[int] = set()
+        self._no_temporaries: set[int] = set()
+        #: Subscripts that are whole targets of an assignment statement.
+        self._slice_targets: set[int] = set()
 
     # -- problems ----------------------------------------------------------------
 
@@ -421,6 +468,11 @@ class PluginPolicy(RestrictingNodeTransformer):
         return node
 
     def visit_Subscript(self, node: ast.Subscript) -> Any:
+        if (isinstance(node.ctx, ast.Store) and isinstance(node.slice, ast.Slice)
+                and id(node) not in self._slice_targets):
+            # x[a:b] = items copies every item in one C call; only the plain
+            # statement form has its value counted (visit_Assign)
+            self.error(node, "Assigning to a slice is only supported as a statement of its own: x[a:b] = items.")
         node = self.node_contents_visit(node)
         if not isinstance(node.slice, ast.Slice) and not _is_literal(node.slice):
             node.value, ref = self._container_ref(node.value, node)
@@ -499,14 +551,15 @@ class PluginPolicy(RestrictingNodeTransformer):
             if _is_literal(left) or _is_literal(right):
                 return node
             # A scalar on either side compares without descending into the
-            # other: one inline type test on a plain name keeps the native
-            # comparison; the other branch checks both operands.
-            for name, other in ((left, right), (right, left)):
-                if isinstance(name, ast.Name) and _is_simple(other):
-                    fast = ast.Compare(left=copy.deepcopy(left), ops=[node.ops[0]], comparators=[copy.deepcopy(right)])
-                    slow = ast.Compare(left=_call("_cmpv_", left), ops=[node.ops[0]], comparators=[_call("_cmpv_", right)])
-                    test = ast.Compare(left=_call("_type_", _name(name.id)), ops=[ast.In()], comparators=[_name("_LEAF_")])
-                    return self._locate(ast.IfExp(test=test, body=fast, orelse=slow), node)
+            # other: one inline type test on a plain name on the left keeps
+            # the native comparison (it is loaded first anyway; a name on
+            # the right could be rebound by the left operand's evaluation
+            # after the test); the other branch checks both operands.
+            if isinstance(left, ast.Name) and _is_simple(right):
+                fast = ast.Compare(left=_name(left.id), ops=[node.ops[0]], comparators=[copy.deepcopy(right)])
+                slow = ast.Compare(left=_call("_cmpv_", left), ops=[node.ops[0]], comparators=[_call("_cmpv_", right)])
+                test = ast.Compare(left=_call("_type_", _name(left.id)), ops=[ast.In()], comparators=[_name("_LEAF_")])
+                return self._locate(ast.IfExp(test=test, body=fast, orelse=slow), node)
         # Each operand compared (not by identity) with a non-literal is checked.
         needs = [False] * len(operands)
         for i, op in enumerate(node.ops):
@@ -703,25 +756,17 @@ class PluginPolicy(RestrictingNodeTransformer):
         return self._locate(_call(_BINOP_GUARDS[op], left, right), node)
 
     def _may_bind_temporaries(self, node: ast.AST) -> bool:
-        """Whether a walrus temporary may replace ``node``: not in a class
-        body (it would become a class attribute), not in a comprehension
-        (Python refuses one in the iterable, and in a class body anywhere)
-        and not in an annotation (refused there too)."""
-        return (self._scopes[-1] != "class" and not self._comprehension_capped
-                and id(node) not in self._annotation_nodes)
+        """Whether a walrus temporary may replace ``node``: not in code a
+        class body runs (it would become a class attribute: the body, its
+        methods' defaults and decorators), not in a comprehension (Python
+        refuses one in the iterable, and in a class body anywhere) and not
+        in an annotation (refused there too)."""
+        return not self._comprehension_capped and id(node) not in self._no_temporaries
 
     def visit_Module(self, node: ast.Module) -> Any:
-        # Annotations, found before any rewriting (nodes keep their identity
-        # while visited): no walrus temporaries there.
-        annotations = []
-        for sub in ast.walk(node):
-            if isinstance(sub, ast.arg) and sub.annotation is not None:
-                annotations.append(sub.annotation)
-            elif isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef)) and sub.returns is not None:
-                annotations.append(sub.returns)
-            elif isinstance(sub, ast.AnnAssign):
-                annotations.append(sub.annotation)
-        self._annotation_nodes = {id(n) for a in annotations for n in ast.walk(a)}
+        # Found before any rewriting (nodes keep their identity while
+        # visited): where no walrus temporaries may go.
+        self._no_temporaries = _class_scope_nodes(node) | _annotation_nodes(node)
         return super().visit_Module(node)
 
     def _aug_is_native(self, op: type, value: ast.expr) -> bool:
@@ -838,6 +883,7 @@ class PluginPolicy(RestrictingNodeTransformer):
         return _call(func, value, spec, _name("_getiter_cap_"))
 
     def visit_Assign(self, node: ast.Assign) -> Any:
+        self._slice_targets.update(id(t) for t in node.targets if isinstance(t, ast.Subscript))
         node = self.node_contents_visit(node)
         for target in node.targets:
             if isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Slice):

@@ -106,10 +106,12 @@ class Reporter:
         try:
             # The built-in str() of an exception is the text of its args,
             # which may be a structure with shared parts: measured first.
-            size = Walks().text_size(exc.args)
-            if size > MAX_BYTES:
-                return f"<exception message of more than {MAX_BYTES} characters>"
+            # (which also gives the plugin __repr__/__str__ methods inside
+            # their text allowance for the conversion)
+            Walks().check_text(exc.args, "exception message")
             text = str(exc)
+        except SandboxLimitError:
+            return f"<exception message of more than {MAX_BYTES} characters>"
         except BaseException:  # noqa: BLE001 - plugin __str__ may raise anything, even the interrupt
             return "<exception str() failed>"
         if type(text) is not str:

@@ -94,6 +94,7 @@ _FLAT_CANDIDATES = frozenset({list, tuple, set, frozenset, deque})
 _EXACT_SIZED = frozenset({list, tuple, set, frozenset, deque, dict})
 
 _STRINGS = frozenset({str, bytes, bytearray})
+_TEXT_BASES = (str, bytes, bytearray, int)
 _INTS = frozenset({int, bool})
 
 
@@ -236,7 +237,12 @@ class Walks:
         writes strings, by ``escapes``) fits the text limit; refuses it
         otherwise. What is left of the limit becomes the allowance for the
         text that plugin ``__repr__``/``__str__`` methods inside produce."""
-        if type(obj) in self.text_leaf_types and escapes == "repr":
+        t = type(obj)
+        if t in self.text_leaf_types and escapes == "repr":
+            return obj
+        if t in self._leaves and not issubclass(t, _TEXT_BASES):
+            # one object whose text is plugin code's: all of it is allowed
+            _text_state.left = self.text_limit
             return obj
         n = self._measure(obj, TEXT_KINDS[escapes], self.text_limit)
         if n > self.text_limit:
@@ -296,6 +302,9 @@ class Walks:
         operation itself refuses them)."""
         keys = _keys_of(keys)
         nested = list(compress(keys, map(not_, map(self._leaves.__contains__, map(type, keys)))))
+        # integers collide by design (they hash modulo 2**61 - 1), and big
+        # ones compare digit by digit: those count as structured too
+        nested += [k for k in compress(keys, map(is_, map(type, keys), repeat(int))) if k.bit_length() > _BIG_INT_BITS]
         if len(nested) < 2:
             return 1
         try:
@@ -325,7 +334,10 @@ class Walks:
         if n > self.limit:
             raise SandboxLimitError(walk_message(what, self.limit))
         try:
-            scans = self._item_count(container) if type(container) in self._containers else 0
+            if type(container) in _VIEW_TYPES:
+                scans = len(container)  # a view is scanned entry by entry
+            else:
+                scans = self._item_count(container) if type(container) in self._containers else 0
         except TypeError:
             return
         if scans * n > self.limit:
@@ -478,15 +490,15 @@ def counted_text(method: Any) -> Any:
     allowance; the caller's is restored when it returns."""
 
     def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
-        saved = getattr(_text_state, "left", None)
+        saved = getattr(_text_state, "left", MAX_BYTES)
         try:
             result = method(self, *args, **kwargs)
         finally:
             _text_state.left = saved
-        if saved is not None and isinstance(result, str):
-            left = saved - len(result)
+        if isinstance(result, str):
+            left = saved - str.__len__(result)  # the text, not a subclass's __len__
             if left < 0:
-                _text_state.left = None
+                _text_state.left = 0
                 raise SandboxLimitError(
                     f"text of more than {MAX_BYTES} characters from {type(self).__name__}."
                     f"{method.__name__}() exceeds the plugin limit of {MAX_BYTES}"
@@ -538,6 +550,9 @@ _CHARS_PER_ITEM = 64
 _EXACT_CHECK_EVERY = 1024
 #: Bits of an integer compared in the time of one item visit, about.
 _BITS_PER_ITEM = 64
+#: Integers longer than this compare slowly enough to count as structure
+#: when many of them share a hash.
+_BIG_INT_BITS = 4096
 
 #: Leaf types whose comparison costs one visit whatever the value.
 _SHORT = frozenset({float, complex, bool, NoneType, type(...)})
