@@ -391,7 +391,6 @@ def build_builtins(
         return total
 
     walk_guards = guards.walk_guards
-    leaves = walk_guards.leaf_types
     collection = walk_guards.collection
     keyed = walk_guards.keyed
     walks = walk_guards.walks
@@ -444,9 +443,7 @@ def build_builtins(
         return ascii(obj)
 
     def hash_(obj: Any, /) -> int:
-        if type(obj) not in leaves:
-            walks.check(obj, "hashing")
-        return hash(obj)
+        return hash(walk_guards.key(obj))
 
     def enumerate_(iterable: Any, start: int = 0) -> Any:
         return enumerate(getiter(iterable), start)

@@ -274,18 +274,11 @@ class WalkGuards:
                 operand(args[0])
             return args, kwargs
 
-        def bulk_args(_self: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            """Methods hashing every item of already materialised arguments."""
-            for arg in args:
-                collection(arg, "hashing")
-            return args, kwargs
-
         self.key_args = key_args
         self.prefix_args = prefix_args
         self.heap_functions = lambda: _heap_functions(less)
         self.scan_args = scan_args
         self.sort_args = sort_args
-        self.bulk_args = bulk_args
 
 
 def _heap_functions(less: Callable[[Any, Any], bool]) -> dict[str, Callable[..., Any]]:
