@@ -689,6 +689,7 @@ class Guards:
         add("sort", list, walk_guards.sort_args)
         for t in _TEXT_TYPES:
             add("startswith endswith", t, walk_guards.prefix_args)
+        add("upper lower casefold title capitalize swapcase", str, case_args)
         add("join", str, join)
         add("join", bytes, join)
         add("join", bytearray, join)
@@ -821,6 +822,21 @@ def _format_method(method: Any, unbound: bool, formatting: Formatting) -> Callab
         return formatting.str_format(owner, args, kwargs)
 
     return bound_format
+
+
+def case_text(s: Any) -> Any:
+    """The receiver of ``s.upper()`` and the other case mappings: a string
+    outside ASCII may map to up to three times its length."""
+    if isinstance(s, str):
+        n = str.__len__(s)
+        if n * 3 > MAX_BYTES and not str.isascii(s):
+            raise SandboxLimitError(bytes_message(n * 3, what="case-mapped string"))
+    return s
+
+
+def case_args(s: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    case_text(s)
+    return args, kwargs
 
 
 def check_split_items(pattern: Any, string: Any, flags: Any = 0) -> None:

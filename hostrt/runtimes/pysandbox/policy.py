@@ -85,6 +85,11 @@ KEY_METHOD_NAMES = frozenset("get setdefault pop add discard move_to_end".split(
 #: called, runtime checked otherwise.
 PREFIX_METHOD_NAMES = frozenset("startswith endswith".split())
 
+#: Case mappings, which may make a string up to three times longer
+#: (``'\ufb03'.upper() == 'FFI'``): where called, the string is checked
+#: (an inline length test for a plain name); runtime checked otherwise.
+CASE_METHOD_NAMES = frozenset("upper lower casefold title capitalize swapcase".split())
+
 #: Methods that compare every item: ``index``/``count``/``remove`` scan a
 #: sequence for their argument, ``sort`` and ``most_common`` compare items.
 SCAN_METHOD_NAMES = frozenset("index count remove sort most_common".split())
@@ -93,6 +98,7 @@ SCAN_METHOD_NAMES = frozenset("index count remove sort most_common".split())
 #: a native load.
 RUNTIME_CHECKED_ATTRS = (
     METHOD_GUARD_NAMES | EXCEPTION_FIELDS | SCAN_METHOD_NAMES | KEY_METHOD_NAMES | PREFIX_METHOD_NAMES
+    | CASE_METHOD_NAMES
 )
 
 _NATIVE_BINOPS = (ast.Div, ast.RShift, ast.MatMult)
@@ -584,6 +590,22 @@ class PluginPolicy(RestrictingNodeTransformer):
             and func.attr in KEY_METHOD_NAMES | PREFIX_METHOD_NAMES
             and not node.keywords and not any(isinstance(a, ast.Starred) for a in node.args)
         )
+        if (isinstance(func, ast.Attribute) and isinstance(func.ctx, ast.Load) and func.attr in CASE_METHOD_NAMES
+                and not node.args and not node.keywords):
+            # s.upper(): the load stays native, s is checked first
+            self._check_attribute_name(func)
+            receiver = self.visit(func.value)
+            if isinstance(receiver, ast.Name):
+                # exact str of a length that cannot expand past the limit
+                test = ast.BoolOp(op=ast.And(), values=[
+                    ast.Compare(left=_call("_type_", _name(receiver.id)), ops=[ast.Is()], comparators=[_name("_STR_")]),
+                    ast.Compare(left=_call("_len_", _name(receiver.id)), ops=[ast.LtE()], comparators=[_name("_CASE_MAX_")]),
+                ])
+                receiver = ast.IfExp(test=test, body=_name(receiver.id), orelse=_call("_case_", _name(receiver.id)))
+            else:
+                receiver = _call("_case_", receiver)
+            func.value = self._locate(receiver, func)
+            return node
         if checked_at_call and func.attr in PREFIX_METHOD_NAMES:
             # s.startswith(p): the load stays native, p is checked
             self._check_attribute_name(func)

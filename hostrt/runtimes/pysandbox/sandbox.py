@@ -12,8 +12,9 @@ from .budget import Budget
 from .builtins import PluginTypes, build_builtins
 from .classes import PluginClassMeta
 from .formatting import Formatting
-from .guards import Guards
+from .guards import Guards, case_text
 from .iteration import Iteration
+from .limits import MAX_BYTES
 from .modules import Importer, ModuleFactory
 from .walkguards import WalkGuards
 from .walks import Walks
@@ -98,6 +99,9 @@ class Sandbox:
             "_text_": w.text,
             "_mapping_": g.mapping_arg,
             "_slice_items_": g.slice_items,
+            "_case_": case_text,
+            "_CASE_MAX_": MAX_BYTES // 3,
+            "_len_": len,
             "_sub_": w.sub,
             "_bitand_": w.bitand,
             "_bitxor_": w.bitxor,
