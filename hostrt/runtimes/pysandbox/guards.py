@@ -135,7 +135,7 @@ _UNBOUND_TYPES = frozenset({types.MethodDescriptorType})
 Sanitizer = Callable[[Any, tuple[Any, ...], dict[str, Any]], tuple[tuple[Any, ...], dict[str, Any]]]
 
 
-def _char_len(x: Any) -> int:
+def char_len(x: Any) -> int:
     """Length of a str/bytes-like by its C size (never a plugin __len__)."""
     if isinstance(x, str):
         return str.__len__(x)
@@ -544,7 +544,7 @@ class Guards:
             if not isinstance(items, (list, tuple)):
                 items = list(items)
             try:
-                total = sum(map(_char_len, items)) + _char_len(sep) * max(0, len(items) - 1)
+                total = sum(map(char_len, items)) + char_len(sep) * max(0, len(items) - 1)
             except TypeError:
                 return (items,), kwargs  # the real join raises the TypeError
             _approve_text(total, "joined string", charge)
@@ -559,7 +559,7 @@ class Guards:
             tabsize = args[0] if args else kwargs.get("tabsize", 8)
             if isinstance(tabsize, int) and isinstance(s, _TEXT_TYPES):
                 tab = "\t" if isinstance(s, str) else b"\t"
-                n = _char_len(s) + s.count(tab) * max(0, int(tabsize))
+                n = char_len(s) + s.count(tab) * max(0, int(tabsize))
                 if n > MAX_BYTES:
                     raise SandboxLimitError(bytes_message(n, what="expanded string"))
             return args, kwargs
@@ -569,13 +569,13 @@ class Guards:
                 old, new = args[0], args[1]
                 count = args[2] if len(args) > 2 else kwargs.get("count", -1)
                 try:
-                    old_len, new_len = _char_len(old), _char_len(new)
-                    hits = (_char_len(s) + 1) if old_len == 0 else s.count(old)
+                    old_len, new_len = char_len(old), char_len(new)
+                    hits = (char_len(s) + 1) if old_len == 0 else s.count(old)
                 except TypeError:
                     return args, kwargs
                 if isinstance(count, int) and count >= 0:
                     hits = min(hits, count)
-                _approve_text(_char_len(s) + hits * (new_len - old_len), "replaced string", charge)
+                _approve_text(char_len(s) + hits * (new_len - old_len), "replaced string", charge)
             return args, kwargs
 
         def translate(s: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -597,7 +597,7 @@ class Guards:
         def hex_(data: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             # two digits per byte, plus a separator between groups
             sep = args[0] if args else kwargs.get("sep")
-            n = _char_len(data) * (3 if sep is not None else 2)
+            n = char_len(data) * (3 if sep is not None else 2)
             if n > MAX_BYTES:
                 raise SandboxLimitError(bytes_message(n, what="hex string"))
             return args, kwargs
@@ -627,16 +627,16 @@ class Guards:
         def split(s: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             # One item per separator: only a source longer than MAX_ITEMS can
             # produce too many, unless maxsplit bounds the count.
-            if isinstance(s, _TEXT_TYPES) and _char_len(s) > MAX_ITEMS:
+            if isinstance(s, _TEXT_TYPES) and char_len(s) > MAX_ITEMS:
                 maxsplit = args[1] if len(args) > 1 else kwargs.get("maxsplit", -1)
                 if not (isinstance(maxsplit, int) and 0 <= maxsplit < MAX_ITEMS):
-                    raise SandboxLimitError(items_message(_char_len(s), what="split of a string"))
+                    raise SandboxLimitError(items_message(char_len(s), what="split of a string"))
             return args, kwargs
 
         def pattern_split(pattern: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             string = args[0] if args else kwargs.get("string")
-            if isinstance(string, (str, bytes)) and _char_len(string) > MAX_ITEMS:
-                raise SandboxLimitError(items_message(_char_len(string), what="regular expression search of a string"))
+            if isinstance(string, (str, bytes)) and char_len(string) > MAX_ITEMS:
+                raise SandboxLimitError(items_message(char_len(string), what="regular expression search of a string"))
             if isinstance(pattern, re.Pattern) and pattern.groups:
                 check_split_items(pattern, string)
             check_search(pattern, 0, string, scans=True)
@@ -848,7 +848,7 @@ def check_split_items(pattern: Any, string: Any, flags: Any = 0) -> None:
         groups = pattern.groups if isinstance(pattern, re.Pattern) else re.compile(pattern, flags).groups
     except (TypeError, re.error):
         return  # the real split raises
-    n = (_char_len(string) + 1) * (groups + 1)
+    n = (char_len(string) + 1) * (groups + 1)
     if n > MAX_ITEMS:
         raise SandboxLimitError(items_message(n, what="split of a string"))
 
@@ -867,14 +867,14 @@ def sub_replacement(pattern: Any, repl: Any, string: Any, charge: Callable[[int]
         if isinstance(string, (str, bytes)):
             backslash = "\\" if isinstance(repl, str) else b"\\"
             refs = repl.count(backslash)
-            n = _char_len(string)
+            n = char_len(string)
             matches = n + 1
             text = pattern if isinstance(pattern, (str, bytes)) else ""
             marks = ("(?=", "(?<=") if isinstance(text, str) else (b"(?=", b"(?<=")
             if refs and any(m in text for m in marks):
-                total = n + matches * (_char_len(repl) + refs * n)
+                total = n + matches * (char_len(repl) + refs * n)
             else:
-                total = n + matches * _char_len(repl) + refs * n
+                total = n + matches * char_len(repl) + refs * n
             if total > MAX_BYTES:
                 raise SandboxLimitError(bytes_message(total, what="substituted string"))
             if total >= CHARGE_THRESHOLD:
@@ -883,13 +883,13 @@ def sub_replacement(pattern: Any, repl: Any, string: Any, charge: Callable[[int]
     if callable(repl):
         # The result is at most the string plus everything the callable
         # returned, which C code joins in one call: count as it goes.
-        total = _char_len(string) if isinstance(string, (str, bytes)) else 0
+        total = char_len(string) if isinstance(string, (str, bytes)) else 0
 
         def replacement(match: Any) -> Any:
             nonlocal total
             result = repl(match)
             if isinstance(result, (str, bytes)):
-                size = _char_len(result)
+                size = char_len(result)
                 total += size
                 if total > MAX_BYTES:
                     raise SandboxLimitError(bytes_message(total, what="substituted string"))

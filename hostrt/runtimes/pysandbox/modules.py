@@ -36,7 +36,7 @@ import uuid
 from typing import Any, Callable
 
 from .budget import Budget
-from .guards import Guards, _char_len, check_split_items, sub_replacement
+from .guards import Guards, char_len, check_split_items, sub_replacement
 from .iteration import Iteration
 from .limits import (
     MAX_BYTES,
@@ -258,10 +258,10 @@ class ModuleFactory:
                 if len(indent) > MAX_JSON_INDENT:
                     raise _limit(f"json indent of {len(indent)} characters exceeds the plugin limit of {MAX_JSON_INDENT}")
             walk_guards = self.guards.walk_guards
-            walk_guards.walks.check_text(obj, "json.dumps()", escapes="json")
+            walks = walk_guards.walks
             if default is not None:
                 default = walk_guards.texted(default, "json.dumps()")
-            padding = 0
+            per_item = 0  # what separators and indentation add to every item
             if separators is not None:
                 item_sep, key_sep = (str.__str__(sep) if isinstance(sep, str) else sep for sep in separators)
                 if not (type(item_sep) is str and type(key_sep) is str):
@@ -269,30 +269,23 @@ class ModuleFactory:
                 if len(item_sep) > MAX_JSON_INDENT or len(key_sep) > MAX_JSON_INDENT:
                     raise _limit(f"json separators longer than {MAX_JSON_INDENT} characters exceed the plugin limit")
                 separators = (item_sep, key_sep)
-                padding += len(item_sep) + len(key_sep)
-            if indent is not None:
-                width = len(indent) if isinstance(indent, str) else int(indent)
-                padding += 1 + width * (1 + self._json_depth(obj))
-            if padding:
+                per_item += len(item_sep) + len(key_sep)
+            text = walks.text_size(obj, "json")
+            if text <= MAX_BYTES and (per_item or indent is not None):
                 # every item gets the separators, and with indent a new line
                 # indented to its depth: text the item estimate leaves out
-                walks = walk_guards.walks
-                n = walks.text_size(obj, "json") + walks.size(obj) * padding
-                if n > MAX_BYTES:
-                    raise _limit(bytes_message(n, what="json text"))
+                items, depth = walks.size_and_depth(obj)
+                if indent is not None:
+                    width = len(indent) if isinstance(indent, str) else int(indent)
+                    per_item += 1 + width * (1 + depth)
+                text += items * per_item
+            if text > MAX_BYTES:
+                raise _limit(f"json.dumps() text of more than {MAX_BYTES} characters exceeds the plugin limit of {MAX_BYTES}")
             return json.dumps(
                 obj, skipkeys=skipkeys, ensure_ascii=ensure_ascii, check_circular=check_circular,
                 allow_nan=allow_nan, indent=indent, separators=separators, default=default,
                 sort_keys=sort_keys,
             )
-
-        walks = self.guards.walk_guards.walks
-
-        def json_depth(obj: Any) -> int:
-            walks.size(obj)
-            return walks.last_depth if type(obj) not in walks.leaf_types else 0
-
-        self._json_depth = json_depth
 
         def loads(
             s: Any,
@@ -306,9 +299,9 @@ class ModuleFactory:
             if isinstance(s, (str, bytes, bytearray)):
                 # each value but the first follows a comma (or opens a
                 # container): a bound on any one list's or object's items
-                comma = "," if isinstance(s, str) else b","
-                if s.count(comma) >= MAX_ITEMS:
-                    raise _limit(items_message(s.count(comma) + 1, what="json array or object"))
+                commas = s.count("," if isinstance(s, str) else b",")
+                if commas >= MAX_ITEMS:
+                    raise _limit(items_message(commas + 1, what="json array or object"))
             return json.loads(
                 s, object_hook=object_hook, parse_float=parse_float, parse_int=parse_int,
                 parse_constant=parse_constant, object_pairs_hook=object_pairs_hook,
@@ -331,8 +324,8 @@ class ModuleFactory:
 
         def escape(pattern: Any) -> Any:
             # at most one backslash per character
-            if isinstance(pattern, (str, bytes)) and 2 * len(pattern) > MAX_BYTES:
-                raise _limit(bytes_message(2 * len(pattern), what="escaped pattern"))
+            if isinstance(pattern, (str, bytes)) and 2 * char_len(pattern) > MAX_BYTES:
+                raise _limit(bytes_message(2 * char_len(pattern), what="escaped pattern"))
             return re.escape(pattern)
 
         def pattern_text(pattern: Any) -> Any:
@@ -345,8 +338,8 @@ class ModuleFactory:
         def simple(fn: Callable[..., Any], listing: bool = False) -> Callable[..., Any]:
             def call(pattern: Any, string: Any, *args: Any, **kwargs: Any) -> Any:
                 check(pattern, kwargs.get("flags", args[-1] if args else 0), string, fn not in (re.match, re.fullmatch))
-                if listing and isinstance(string, (str, bytes)) and _char_len(string) > MAX_ITEMS:
-                    raise _limit(items_message(_char_len(string), what="regular expression search of a string"))
+                if listing and isinstance(string, (str, bytes)) and char_len(string) > MAX_ITEMS:
+                    raise _limit(items_message(char_len(string), what="regular expression search of a string"))
                 if fn is re.split:
                     check_split_items(pattern, string, kwargs.get("flags", args[-1] if len(args) > 1 else 0))
                 return fn(pattern, string, *args, **kwargs)

@@ -28,14 +28,20 @@ from typing import Any, Callable
 from .classes import TypeProxy
 from .limits import walk_message
 from .refusals import SandboxLimitError
-from .walks import HASHED_BASES, Walks
+from .walks import HASHED_BASES, SHORT_TYPES, Walks
 
 _NUMBERS = frozenset({int, float, bool, complex})
 #: Strings and integers this small compare in about one step.
 _SHORT_TEXT = 4096
 _SHORT_INT = 1 << 4096
-#: Leaves whose comparison is one step whatever the value.
-_SMALL_LEAVES = frozenset({float, complex, bool, type(None)})
+
+
+def _compares_quickly(x: Any, t: type) -> bool:
+    """``x`` (of type ``t``) compares in about one step: a float, bool or
+    None, or a short exact string or integer. A long string or big integer
+    searched among many entries costs its length each time."""
+    return t in SHORT_TYPES or (t is str and len(x) <= _SHORT_TEXT) or (t is int and -_SHORT_INT < x < _SHORT_INT)
+
 #: What a method is fetched from when it is called unbound.
 _CLASSES = (type, TypeProxy)
 
@@ -56,7 +62,7 @@ class WalkGuards:
         self.leaf_types = leaves
         #: Leaves compared in one step whatever the value (for the
         #: compiler's inline test before ``in``).
-        self.short_types = _SMALL_LEAVES
+        self.short_types = SHORT_TYPES
 
         def check(x: Any, what: str) -> Any:
             """``x`` measured, refused past the limit, and its walk charged
@@ -116,8 +122,7 @@ class WalkGuards:
 
         def contains(item: Any, container: Any) -> bool:
             """``item in container``."""
-            t = type(item)
-            if not ((t is str and len(item) <= _SHORT_TEXT) or (t is int and -_SHORT_INT < item < _SHORT_INT)):
+            if not _compares_quickly(item, type(item)):
                 check_member(item, container)
             return item in container
 
@@ -165,9 +170,7 @@ class WalkGuards:
 
             def checked(x: Any) -> Any:
                 nonlocal total
-                t = type(x)
-                if t in leaves and (t in _SMALL_LEAVES or (t is str and len(x) <= _SHORT_TEXT)
-                                    or (t is int and -_SHORT_INT < x < _SHORT_INT)):
+                if _compares_quickly(x, type(x)):
                     return x
                 n = size(x)
                 total += n
@@ -222,10 +225,7 @@ class WalkGuards:
             before C converts it to text."""
 
             def checked_text(value: Any) -> Any:
-                result = func(value)
-                if type(result) in leaves:
-                    return result
-                return check_text(result, what)
+                return check_text(func(value), what, escapes="json")
 
             return checked_text
 

@@ -93,9 +93,7 @@ _FLAT_CANDIDATES = frozenset({list, tuple, set, frozenset, deque})
 
 _EXACT_SIZED = frozenset({list, tuple, set, frozenset, deque, dict})
 
-_STRINGS = frozenset({str, bytes, bytearray})
 _TEXT_BASES = (str, bytes, bytearray, int)
-_INTS = frozenset({int, bool})
 
 
 class Walks:
@@ -127,20 +125,8 @@ class Walks:
         self.text_leaf_types: set[type] = set(LEAF_TYPES)
         #: container type -> the length function of its built-in base.
         self._lengths: dict[type, Any] = {}
-        self._unshared = self._calibrate()
         #: Levels of containers the last full measurement went through.
-        self.last_depth = 0
-
-    def _calibrate(self) -> int:
-        """The reference count :meth:`_measure` sees on a container held by
-        exactly one parent: the parent, the level's item list, the nested
-        list and the count's own argument. Measured rather than assumed, so
-        that an interpreter holding references differently only makes the
-        walk take the exact path more often."""
-        probe = [[0]]
-        items = gc.get_referents(probe)
-        nested = self._nested(items)
-        return max(map(getrefcount, nested))
+        self._last_depth = 0
 
     # -- classification ---------------------------------------------------------
 
@@ -208,14 +194,20 @@ class Walks:
         """Items C code visits walking ``obj`` fully, counting each shared
         part once per place; ``limit + 1`` as soon as it is known to be
         more than the limit (or ``obj`` contains itself)."""
+        return self.size_and_depth(obj)[0]
+
+    def size_and_depth(self, obj: Any) -> tuple[int, int]:
+        """:meth:`size`, and how many levels of containers ``obj`` nests
+        (0 for a scalar)."""
         t = type(obj)
+        if t not in self._leaves and t not in self._containers:
+            self._learn((t,))
         if t in self._leaves:
-            return 1 if t in _SHORT else _cost([obj], {t})
+            return (1 if t in SHORT_TYPES else _cost([obj], {t})), 0
         if self.is_flat(obj):
-            if type(obj) in self._leaves:  # learned just now
-                return 1
-            return 1 + len(obj) * (2 if type(obj) is dict else 1)
-        return self._measure(obj, None, self.limit)
+            return 1 + len(obj) * (2 if t is dict else 1), 1
+        n = self._measure(obj, None, self.limit)
+        return n, self._last_depth
 
     def text_size(self, obj: Any, escapes: str = "repr") -> int:
         """An upper estimate of the characters ``repr(obj)`` produces from
@@ -228,7 +220,7 @@ class Walks:
 
     def check(self, obj: Any, what: str) -> Any:
         """``obj`` if C code may walk it; refuses it otherwise."""
-        if not self.is_flat(obj) and self._measure(obj, None, self.limit) > self.limit:
+        if self.size(obj) > self.limit:
             raise SandboxLimitError(walk_message(what, self.limit))
         return obj
 
@@ -304,7 +296,7 @@ class Walks:
         nested = list(compress(keys, map(not_, map(self._leaves.__contains__, map(type, keys)))))
         # integers collide by design (they hash modulo 2**61 - 1), and big
         # ones compare digit by digit: those count as structured too
-        nested += [k for k in compress(keys, map(is_, map(type, keys), repeat(int))) if k.bit_length() > _BIG_INT_BITS]
+        nested += [k for k in _of_type(keys, int) if k.bit_length() > _BIG_INT_BITS]
         if len(nested) < 2:
             return 1
         try:
@@ -321,7 +313,7 @@ class Walks:
         t = type(item)
         if t in self._leaves:
             # a long string or big integer costs its length per comparison
-            if t in _SHORT or isinstance(container, HASHED_BASES):
+            if t in SHORT_TYPES or isinstance(container, HASHED_BASES):
                 return
             n = _cost([item], {t})
             if n <= 1:
@@ -373,7 +365,7 @@ class Walks:
                 if self._check_time is not None:
                     self._check_time()
                 kinds = set(map(type, items))
-                total += _cost(items, kinds) if leaf_text is None else 4 * len(items) + leaf_text(items)
+                total += _count(items, kinds, leaf_text)
                 if total > cap:
                     return cap + 1
                 nested = self._nested(items, kinds)
@@ -383,7 +375,7 @@ class Walks:
                     # also be held from outside (an index, a variable):
                     # compare identities with everything walked so far, and
                     # count exactly only if it is shared inside.
-                    if seen is None and max(map(getrefcount, nested)) > self._unshared:
+                    if seen is None and max(map(getrefcount, nested)) > _UNSHARED:
                         seen = {id(obj)}
                         seen.update(map(id, chain.from_iterable(walked)))
                         seen.update(map(id, following))
@@ -395,7 +387,7 @@ class Walks:
                     following.extend(nested)
             walked.append(following)
             level = following
-        self.last_depth = depth
+        self._last_depth = depth
         return total
 
     def _key_text(self, level: list[Any], leaf_text: Any) -> int:
@@ -437,21 +429,27 @@ class Walks:
         done: dict[int, int] = {}
         on_path: set[int] = set()
         stack: list[tuple[Any, list[Any] | None, int]] = [(obj, None, 0)]
-        check_time = self._check_time
         visited = 0
         deepest = 0
+
+        def visit() -> None:
+            nonlocal visited
+            visited += 1
+            if self._check_time is not None and not visited % _EXACT_CHECK_EVERY:
+                self._check_time()
+
         while stack:
             node, nested, own = stack.pop()
             key = id(node)
             if nested is None:
                 if key in done:
                     continue
-                visited += 1
-                if check_time is not None and not visited % _EXACT_CHECK_EVERY:
-                    check_time()
+                visit()
                 items = gc.get_referents(node)
                 kinds = set(map(type, items))
-                own = _cost(items, kinds) if leaf_text is None else 4 * len(items) + leaf_text(items) + self._key_text([node], leaf_text)
+                own = _count(items, kinds, leaf_text)
+                if leaf_text is not None:
+                    own += self._key_text([node], leaf_text)
                 nested = self._nested(items, kinds)
                 on_path.add(key)
                 if len(on_path) > MAX_WALK_DEPTH:
@@ -464,18 +462,30 @@ class Walks:
                         return cap + 1  # contains itself: unfolds without end
                     if child_key not in done:
                         stack.append((child, None, 0))
-                        visited += 1
-                        if check_time is not None and not visited % _EXACT_CHECK_EVERY:
-                            check_time()
+                        visit()
                 continue
             total = own + sum(done[id(child)] for child in nested)
             if total > cap:
                 return cap + 1
             done[key] = total
             on_path.discard(key)
-        self.last_depth = deepest
+        self._last_depth = deepest
         return 1 + done[id(obj)]
 
+
+def _calibrate() -> int:
+    """The reference count :meth:`Walks._measure` sees on a container held
+    by exactly one parent: the parent, the level's item list, the nested
+    list and the count's own argument. Measured rather than assumed, so
+    that an interpreter holding references differently only makes the walk
+    take the exact path more often."""
+    probe = [[0]]
+    items = gc.get_referents(probe)
+    nested = list(compress(items, map(is_, map(type, items), repeat(list))))
+    return max(map(getrefcount, nested))
+
+
+_UNSHARED = _calibrate()
 
 _text_state = threading.local()
 
@@ -555,7 +565,25 @@ _BITS_PER_ITEM = 64
 _BIG_INT_BITS = 4096
 
 #: Leaf types whose comparison costs one visit whatever the value.
-_SHORT = frozenset({float, complex, bool, NoneType, type(...)})
+SHORT_TYPES = frozenset({float, complex, bool, NoneType, type(...)})
+
+
+def _of_type(items: list[Any], t: type) -> list[Any]:
+    """The items of exactly type ``t``, picked in C."""
+    return list(compress(items, map(is_, map(type, items), repeat(t))))
+
+
+def _text_length(t: type) -> Any:
+    """The length function of the built-in text type ``t`` derives from
+    (a subclass's own ``__len__`` may lie)."""
+    return str.__len__ if issubclass(t, str) else bytes.__len__ if issubclass(t, bytes) else bytearray.__len__
+
+
+def _count(items: list[Any], kinds: set[type], leaf_text: Any) -> int:
+    """What one chunk of a walk adds: its cost in item visits, or with
+    ``leaf_text`` its estimated characters (a few per item, plus the
+    leaves' text)."""
+    return _cost(items, kinds) if leaf_text is None else 4 * len(items) + leaf_text(items)
 
 
 def _cost(items: list[Any], kinds: set[type]) -> int:
@@ -564,14 +592,13 @@ def _cost(items: list[Any], kinds: set[type]) -> int:
     its own)."""
     n = len(items)
     for t in kinds:
-        if t in _SHORT or issubclass(t, CONTAINER_BASES):
+        if t in SHORT_TYPES or issubclass(t, CONTAINER_BASES):
             continue
         # Beyond the one visit each already counted: short strings and
         # word-sized integers add nothing.
-        of_type = list(compress(items, map(is_, map(type, items), repeat(t))))
+        of_type = _of_type(items, t)
         if issubclass(t, (str, bytes, bytearray)):
-            base = str if issubclass(t, str) else bytes if issubclass(t, bytes) else bytearray
-            n += max(0, sum(map(base.__len__, of_type)) // _CHARS_PER_ITEM - len(of_type))
+            n += max(0, sum(map(_text_length(t), of_type)) // _CHARS_PER_ITEM - len(of_type))
         elif issubclass(t, int):
             n += max(0, sum(map(int.bit_length, of_type)) // _BITS_PER_ITEM - len(of_type))
     return n
@@ -616,14 +643,12 @@ def _text_counter(escapes: Any) -> Any:
         for t, n in counts.items():
             if issubclass(t, CONTAINER_BASES):
                 continue
-            of_type = compress(items, map(is_, map(type, items), repeat(t)))
+            of_type = _of_type(items, t)
             if issubclass(t, str):
-                strings = list(of_type)
-                total += sum(map(str.__len__, strings)) + escapes(strings)
+                total += sum(map(str.__len__, of_type)) + escapes(of_type)
             elif issubclass(t, (bytes, bytearray)):
-                base = bytes if issubclass(t, bytes) else bytearray
-                total += 4 * sum(map(base.__len__, of_type))
-            elif t in _INTS:
+                total += 4 * sum(map(_text_length(t), of_type))
+            elif issubclass(t, int):
                 total += sum(map(int.bit_length, of_type)) * 10 // 33 + n
             elif t is range:
                 total += sum(_range_bits(r) for r in of_type) * 10 // 33 + 24 * n
