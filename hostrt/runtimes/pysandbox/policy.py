@@ -585,57 +585,22 @@ class PluginPolicy(RestrictingNodeTransformer):
         if isinstance(node.func, ast.Name) and node.func.id in ("exec", "eval"):
             self.error(node, f"{node.func.id.capitalize()} calls are not allowed.")
         func = node.func
-        checked_at_call = (
-            isinstance(func, ast.Attribute) and isinstance(func.ctx, ast.Load)
-            and func.attr in KEY_METHOD_NAMES | PREFIX_METHOD_NAMES
-            and not node.keywords and not any(isinstance(a, ast.Starred) for a in node.args)
-        )
-        if (isinstance(func, ast.Attribute) and isinstance(func.ctx, ast.Load) and func.attr in CASE_METHOD_NAMES
-                and not node.args and not node.keywords):
-            # s.upper(): the load stays native, s is checked first
-            self._check_attribute_name(func)
-            receiver = self.visit(func.value)
-            if isinstance(receiver, ast.Name):
-                # exact str of a length that cannot expand past the limit
-                test = ast.BoolOp(op=ast.And(), values=[
-                    ast.Compare(left=_call("_type_", _name(receiver.id)), ops=[ast.Is()], comparators=[_name("_STR_")]),
-                    ast.Compare(left=_call("_len_", _name(receiver.id)), ops=[ast.LtE()], comparators=[_name("_CASE_MAX_")]),
-                ])
-                receiver = ast.IfExp(test=test, body=_name(receiver.id), orelse=_call("_case_", _name(receiver.id)))
-            else:
-                receiver = _call("_case_", receiver)
-            func.value = self._locate(receiver, func)
-            return node
-        if checked_at_call and func.attr in PREFIX_METHOD_NAMES:
-            # s.startswith(p): the load stays native, p is checked
+        if (isinstance(func, ast.Attribute) and isinstance(func.ctx, ast.Load) and not node.keywords
+                and not any(isinstance(a, ast.Starred) for a in node.args)
+                and func.attr in CASE_METHOD_NAMES | PREFIX_METHOD_NAMES | KEY_METHOD_NAMES):
+            # A method checked where it is called: the load stays native
+            # (visit_Attribute would make it a runtime-checked load) and
+            # the receiver or the arguments are checked instead.
             self._check_attribute_name(func)
             func.value = self.visit(func.value)
             node.args = [self.visit(a) for a in node.args]
-            if node.args:
-                node.args[0] = self._leaf_guard(node.args[0], "_cmpv_", node.args[0])
-            return node
-        if checked_at_call:
-            # d.get(k): the load stays native and the arguments are checked;
-            # visit_Attribute would make it a runtime-checked load.
-            self._check_attribute_name(func)
-            func.value = self.visit(func.value)
-            node.args = [self.visit(a) for a in node.args]
-            if node.args:
-                func.value, ref = self._container_ref(func.value, node)
-                node.args[0] = self._key_for(node.args[0], ref, node.args[0])
-                if ref is not None and len(node.args) > 1 and not _is_literal(node.args[1]):
-                    # dict.get(d, k): the key is the second argument; the
-                    # first (the dict) goes into a temporary when it is not
-                    # a plain name, so it is evaluated once.
-                    owner = node.args[0]
-                    if not isinstance(owner, ast.Name) and self._may_bind_temporaries(node):
-                        tmp = self.gen_tmp_name()
-                        node.args[0] = self._locate(ast.NamedExpr(target=ast.Name(tmp, ast.Store()), value=owner), owner)
-                        owner = _name(tmp)
-                    if isinstance(owner, ast.Name):
-                        node.args[1] = self._leaf_guard(node.args[1], "_keyarg_", node.args[1], ref, _name(owner.id))
-                    else:
-                        node.args[1] = self._leaf_guard(node.args[1], "_keyarg_", node.args[1], ref, ast.Constant(None))
+            if func.attr in CASE_METHOD_NAMES:
+                self._check_case_receiver(func)
+            elif func.attr in PREFIX_METHOD_NAMES:
+                if node.args:  # s.startswith(prefixes)
+                    node.args[0] = self._leaf_guard(node.args[0], "_cmpv_", node.args[0])
+            elif node.args:
+                self._check_key_arguments(node)
             return node
         node = self.node_contents_visit(node)
         if (isinstance(node.func, ast.Name) and node.func.id == "str" and len(node.args) == 1
@@ -656,6 +621,38 @@ class PluginPolicy(RestrictingNodeTransformer):
             if keyword.arg is None:
                 keyword.value = self._locate(_call("_mapping_", keyword.value), keyword.value)
         return node
+
+    def _check_case_receiver(self, func: ast.Attribute) -> None:
+        """``s.upper()``: ``s`` checked first (an inline type and length
+        test for a plain name: an exact str that cannot expand too far)."""
+        receiver = func.value
+        if isinstance(receiver, ast.Name):
+            test = ast.BoolOp(op=ast.And(), values=[
+                ast.Compare(left=_call("_type_", _name(receiver.id)), ops=[ast.Is()], comparators=[_name("_STR_")]),
+                ast.Compare(left=_call("_len_", _name(receiver.id)), ops=[ast.LtE()], comparators=[_name("_CASE_MAX_")]),
+            ])
+            receiver = ast.IfExp(test=test, body=_name(receiver.id), orelse=_call("_case_", _name(receiver.id)))
+        else:
+            receiver = _call("_case_", receiver)
+        func.value = self._locate(receiver, func)
+
+    def _check_key_arguments(self, node: ast.Call) -> None:
+        """``d.get(k)``: ``k`` checked as a key of ``d``; called on the
+        class (``dict.get(d, k)``), the second argument is the key."""
+        func = node.func
+        func.value, ref = self._container_ref(func.value, node)
+        node.args[0] = self._key_for(node.args[0], ref, node.args[0])
+        if ref is None or len(node.args) < 2 or _is_literal(node.args[1]):
+            return
+        # the first argument (the dict, then) into a temporary when it is
+        # not a plain name, so it is evaluated once
+        owner = node.args[0]
+        if not isinstance(owner, ast.Name) and self._may_bind_temporaries(node):
+            tmp = self.gen_tmp_name()
+            node.args[0] = self._locate(ast.NamedExpr(target=ast.Name(tmp, ast.Store()), value=owner), owner)
+            owner = _name(tmp)
+        owner_ref = _name(owner.id) if isinstance(owner, ast.Name) else ast.Constant(None)
+        node.args[1] = self._leaf_guard(node.args[1], "_keyarg_", node.args[1], ref, owner_ref)
 
     def _cap_starred(self, node: Any) -> Any:
         node = self.node_contents_visit(node)
