@@ -452,11 +452,9 @@ class Guards:
             if hasattr(arg, "keys"):
                 keys = collection(bounded(arg.keys()), "hashing")
                 return {k: arg[k] for k in iteration.getiter(keys)}
-            pairs = collection(bounded(arg), "hashing")
-            walk_guards.walks.check_collisions(
-                [p[0] for p in iteration.getiter(pairs) if isinstance(p, (tuple, list)) and len(p) == 2],
-                walk_guards.walks.size(pairs), "hashing")
-            return pairs
+            pairs = bounded(arg)
+            keys = [p[0] for p in iteration.getiter(pairs) if isinstance(p, (tuple, list)) and len(p) == 2]
+            return walk_guards.entries(pairs, keys)
 
         self.mapping_arg = mapping_arg
 

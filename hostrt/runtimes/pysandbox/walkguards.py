@@ -193,6 +193,17 @@ class WalkGuards:
 
             return checked_key
 
+        def entries(pairs: Any, keys: list[Any]) -> Any:
+            """Key-value pairs about to become a dict's entries: measured
+            whole, and checked for keys sharing a hash (the pairs are not
+            hashed, their first items are)."""
+            n = size(pairs)
+            if n > limit:
+                raise SandboxLimitError(walk_message("hashing", limit))
+            check_collisions(keys, n, "hashing")
+            charge(n)
+            return pairs
+
         def collection(items: Any, what: str) -> Any:
             """A materialised collection whose items C code is about to
             compare or hash with each other (sorting, ``set()``...)."""
@@ -219,6 +230,7 @@ class WalkGuards:
         self.keyed = keyed
         self.running = running
         self.collection = collection
+        self.entries = entries
 
         def texted(func: Any, what: str) -> Callable[[Any], Any]:
             """``func`` (json's ``default=``) with every result checked
